@@ -1,12 +1,12 @@
 """The one error tree of Magic Flow.
 
     MagicFlowError
-    ├── WorkflowValidationError      a definition (or an execution input) is invalid; carries diagnostics
+    ├── WorkflowValidationError      a definition or an execution input is invalid (diagnostics)
     ├── ConfigurationError           a bad URL, flag, setting or missing optional extra
     ├── NotFoundError                an unknown workflow, version or execution
     ├── ConflictError                same name and version with other content; a stale state version
-    ├── StoreError                   a store backend failed (driver errors are translated into this)
-    ├── BrokerError                  a broker backend failed (driver errors are translated into this)
+    ├── StoreError                   a store backend failed (driver errors translated into this)
+    ├── BrokerError                  a broker backend failed (driver errors translated into this)
     └── StepError                    raised by business functions to fail an attempt
         └── NonRetryableError        fails the step at once, skipping the remaining retries
 
