@@ -147,6 +147,11 @@ class RetryRequested(msgspec.Struct, tag=True, frozen=True):
     """Run a finished, unsuccessful execution again from its failed steps."""
 
 
+class Recover(msgspec.Struct, tag=True, frozen=True):
+    """After a restart with a broker that does not keep messages (``memory://``): dispatch again,
+    with the same task ids, every task the execution is still waiting for."""
+
+
 class ChildFinished(msgspec.Struct, tag=True, frozen=True):
     child_id: str
     parent_step_id: str
@@ -164,6 +169,7 @@ Event = (
     | PauseRequested
     | ResumeRequested
     | RetryRequested
+    | Recover
     | ChildFinished
 )
 
