@@ -69,6 +69,8 @@ class ItemState(msgspec.Struct, omit_defaults=True):
     task_id: str | None = None
     output: Any = None
     error: ErrorInfo | None = None
+    input: Any = None  # the rendered input of this item, kept for retries
+    timer: str | None = None  # key of the item's running timer (attempt timeout or retry backoff)
 
 
 class StepState(msgspec.Struct, omit_defaults=True):
@@ -84,6 +86,11 @@ class StepState(msgspec.Struct, omit_defaults=True):
     completed_at: float | None = None
     items: list[ItemState] | None = None  # for_each
     child_id: str | None = None  # workflow steps: the child execution
+    timer: str | None = None  # key of the step's running timer (timeout, backoff, sleep)
+    compensation_attempts: int = 0  # calls of the compensation function
+    next_item: int = 0  # for_each: index of the next item never dispatched
+    active_items: int = 0  # for_each: items holding a max_parallel slot (running or retrying)
+    done_items: int = 0  # for_each: items completed
 
 
 class ExecutionState(msgspec.Struct, omit_defaults=True):
@@ -104,6 +111,11 @@ class ExecutionState(msgspec.Struct, omit_defaults=True):
     completion_order: list[str] = []  # step ids in the order they completed (for compensation)
     compensating: list[str] = []  # steps still to compensate, next first
     seq: int = 0  # counter that makes task ids and timer keys unique within the execution
+    deadline_timer: str | None = None  # key of the running deadline timer
+    tasks: dict[str, TaskMessage] = {}  # tasks dispatched whose result is awaited, by id
+    signals: dict[str, list[Any]] = {}  # signals received before a step waited for them
+    ending: ExecutionStatus | None = None  # the final status, while in-flight work winds down
+    unfinished: int = 0  # steps not yet in a final status
 
 
 # ---------------------------------------------------------------- events
@@ -116,6 +128,7 @@ class Start(msgspec.Struct, tag=True, frozen=True):
     deadline: float | None = None  # inherited from a parent; the plan's timeout may shorten it
     parent_id: str | None = None
     parent_step_id: str | None = None
+    execution_id: str = ""  # the id of the execution to create (the driver makes it, e.g. a ULID)
 
 
 class TaskResult(msgspec.Struct, tag=True, frozen=True):
