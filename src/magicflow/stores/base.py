@@ -1,0 +1,241 @@
+"""The Store Protocol: the few atomic primitives every state store backend provides.
+
+Features (the driver, timers, the outbox relay, idempotent starts, the HTTP API) are built
+above these primitives; a backend only stores bytes and the small records defined here.
+
+Semantics every backend keeps (``tests/contract/test_store_contract.py`` checks them):
+
+- ``commit`` is a *group* commit: every transition of the batch goes in one database
+  transaction. Each carries an expected version (0: the execution must not exist yet); a
+  transition whose check fails is not applied at all (neither its state nor its timers,
+  outbox messages, breakers, idempotency key or events) and is reported in
+  ``CommitResult.conflicts``; the others commit. A create whose idempotency key is already
+  taken for its workflow is a conflict too. Transitions of the same execution in one batch
+  are applied in order, each checked against the version the previous one left.
+- The version of an execution counts its applied transitions: 1 after the create.
+- States are opaque bytes; the store never interprets them. It indexes only the columns a
+  transition carries (workflow, version, status, parent, times).
+- Outbox messages get increasing integer ids at commit; they stay until ``delete_outbox`` (or
+  the ``done_outbox`` of a later commit) removes them: a crash between commit and publish
+  re-publishes them (at least once).
+- Timers are ``(execution_id, key) -> due``; setting an existing key moves it. A transition
+  deletes the timer it handled, so a timer fires into exactly one applied transition.
+- Definitions are immutable per (name, version): saving the same content again is a no-op
+  (and undeletes it), other content is a ``ConflictError``. "Latest" is the highest version
+  in natural order (``version_key``) among those not deleted. Deleted definitions stay
+  readable by exact version (``include_deleted``) so that running executions can finish.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import NamedTuple, Protocol, runtime_checkable
+
+TERMINAL_STATUSES = frozenset({"completed", "failed", "cancelled", "timed_out"})
+LIVE_STATUSES = frozenset({"pending", "running", "paused"})
+
+
+class TimerRecord(NamedTuple):
+    execution_id: str
+    key: str
+    due: float  # epoch seconds
+
+
+class OutboxMessage(NamedTuple):
+    id: int
+    queue: str
+    body: bytes
+
+
+class EventRecord(NamedTuple):
+    """The lifecycle events one transition emitted (``body``: a JSON list, for watchers)."""
+
+    id: int
+    execution_id: str
+    at: float
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class DefinitionRecord:
+    """One version of a workflow definition. ``document`` is the definition as JSON."""
+
+    name: str
+    version: str
+    digest: str  # identity of the content (sha256 of the canonical document)
+    document: bytes
+    created_at: float
+    source: str | None = None  # the YAML it was compiled from, when known
+    deleted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionRecord:
+    """An execution as listed: its indexed columns and its (opaque) state."""
+
+    id: str
+    workflow: str
+    workflow_version: str
+    status: str
+    parent_id: str | None
+    created_at: float
+    updated_at: float
+    version: int
+    state: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionPage:
+    items: list[ExecutionRecord]
+    next_cursor: str | None  # pass back as ``cursor`` for the next (older) page
+
+
+@dataclass(slots=True)
+class Transition:
+    """Everything one execution's step forward writes, applied atomically or not at all."""
+
+    execution_id: str
+    expected_version: int  # 0: create
+    state: bytes
+    workflow: str
+    workflow_version: str
+    status: str
+    parent_id: str | None
+    created_at: float
+    updated_at: float
+    timers_set: Sequence[tuple[str, float]] = ()  # (key, due)
+    timers_deleted: Sequence[str] = ()
+    outbox: Sequence[tuple[str, bytes]] = ()  # (queue, body)
+    breakers: Sequence[tuple[str, bytes]] = ()  # (function, state)
+    idempotency_key: str | None = None  # recorded for (workflow, key) on create
+    events: bytes | None = None  # lifecycle events, appended for watchers
+
+
+@dataclass(slots=True)
+class CommitResult:
+    conflicts: set[str] = field(default_factory=set)  # execution ids not applied
+    outbox: list[OutboxMessage] = field(default_factory=list)  # written, in transition order
+
+
+@runtime_checkable
+class Store(Protocol):
+    async def open(self) -> None:
+        """Connect, and create or migrate the tables on first use."""
+        ...
+
+    async def close(self) -> None: ...
+
+    # -------------------------------------------------------------- definitions
+
+    async def save_definition(self, record: DefinitionRecord) -> bool:
+        """True: created; False: identical content already stored. ConflictError otherwise."""
+        ...
+
+    async def get_definition(
+        self, name: str, version: str | None = None, *, include_deleted: bool = False
+    ) -> DefinitionRecord | None:
+        """That version, or the latest one when ``version`` is None."""
+        ...
+
+    async def list_definitions(
+        self, name: str | None = None, *, include_deleted: bool = False
+    ) -> list[DefinitionRecord]:
+        """Ordered by name, then version (``version_key``)."""
+        ...
+
+    async def delete_definition(self, name: str, version: str | None = None) -> int:
+        """Soft delete one version (or every version); how many were deleted."""
+        ...
+
+    # -------------------------------------------------------------- executions
+
+    async def load(self, execution_id: str) -> tuple[int, bytes] | None:
+        """``(version, state)``, or None for an unknown execution."""
+        ...
+
+    async def load_many(self, execution_ids: Sequence[str]) -> dict[str, tuple[int, bytes]]: ...
+
+    async def commit(
+        self, transitions: Sequence[Transition], done_outbox: Sequence[int] = ()
+    ) -> CommitResult:
+        """Apply ``transitions`` (and delete the ``done_outbox`` ids) in one transaction."""
+        ...
+
+    async def list_executions(
+        self,
+        *,
+        workflow: str | None = None,
+        status: str | None = None,
+        parent_id: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> ExecutionPage:
+        """Newest first."""
+        ...
+
+    async def non_terminal_executions(self) -> list[str]:
+        """Ids of executions whose status is not terminal, oldest first."""
+        ...
+
+    async def find_idempotent(self, workflow: str, key: str) -> str | None:
+        """The execution started for ``(workflow, key)``, if any."""
+        ...
+
+    # -------------------------------------------------------------- timers, outbox, breakers
+
+    async def due_timers(self, now: float, limit: int) -> list[TimerRecord]:
+        """Timers due at ``now`` or before, earliest first."""
+        ...
+
+    async def all_timers(self) -> list[TimerRecord]:
+        """Every timer, earliest first (a driver reloads them on start)."""
+        ...
+
+    async def pending_outbox(self, limit: int) -> list[OutboxMessage]:
+        """Messages not yet deleted, oldest first."""
+        ...
+
+    async def delete_outbox(self, ids: Sequence[int]) -> None: ...
+
+    async def load_breakers(self) -> dict[str, bytes]: ...
+
+    async def read_events(
+        self, execution_id: str, after: int = 0, limit: int = 100
+    ) -> list[EventRecord]:
+        """Event records of an execution with ``id > after``, oldest first."""
+        ...
+
+
+_RELEASE = re.compile(r"v?(\d+(?:\.\d+)*)(.*)", re.IGNORECASE)
+_PART = re.compile(r"(\d+)|([^\d.+\-_]+)")
+
+VersionKey = tuple[tuple[int, ...], int, tuple[tuple[int, int | str], ...]]
+
+
+def version_key(version: str) -> VersionKey:
+    """Natural order of version strings, semver-like: ``1.9.0 < 1.10.0 < 2``,
+    ``1.0.0-rc1 < 1.0.0-rc2 < 1.0.0`` (a pre-release sorts before its release)."""
+    match = _RELEASE.fullmatch(version.strip())
+    numbers: tuple[int, ...] = ()
+    rest = version
+    if match:
+        numbers = tuple(int(n) for n in match.group(1).split("."))
+        rest = match.group(2)
+    tail = tuple(
+        (1, int(number)) if number else (0, word.lower())
+        for number, word in _PART.findall(rest.split("+", 1)[0])
+    )
+    return numbers, (0 if tail else 1), tail
+
+
+def latest(records: Sequence[DefinitionRecord]) -> DefinitionRecord | None:
+    """The record with the highest version (ties: the last one given)."""
+    best: DefinitionRecord | None = None
+    best_key: VersionKey = ((), 0, ())
+    for record in records:
+        key = version_key(record.version)
+        if best is None or key >= best_key:
+            best, best_key = record, key
+    return best

@@ -1,0 +1,295 @@
+"""The Store contract: one suite, run against every backend (stores/base.py states the rules).
+
+PostgreSQL and Redis join the ``store`` fixture's parameters when their backends land; in CI a
+missing server is a failure, never a skip.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from magicflow.errors import ConflictError
+from magicflow.stores import DefinitionRecord, Store, Transition, store_from_url
+
+BACKENDS = ["memory", "sqlite"]
+
+
+@pytest.fixture(params=BACKENDS)
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    url = {"memory": "memory://", "sqlite": f"sqlite:///{tmp_path / 'store.db'}"}[request.param]
+    backend = store_from_url(url)
+    await backend.open()
+    try:
+        yield backend
+    finally:
+        await backend.close()
+
+
+def definition(name: str = "wf", version: str = "1.0.0", digest: str = "d1") -> DefinitionRecord:
+    return DefinitionRecord(
+        name=name,
+        version=version,
+        digest=digest,
+        document=b'{"name": "%s"}' % name.encode(),
+        created_at=1.0,
+        source="name: wf\n",
+    )
+
+
+def transition(
+    execution_id: str,
+    expected: int = 0,
+    *,
+    state: bytes = b"{}",
+    workflow: str = "wf",
+    status: str = "running",
+    parent_id: str | None = None,
+    **kwargs: object,
+) -> Transition:
+    return Transition(
+        execution_id=execution_id,
+        expected_version=expected,
+        state=state,
+        workflow=workflow,
+        workflow_version="1.0.0",
+        status=status,
+        parent_id=parent_id,
+        created_at=10.0,
+        updated_at=11.0,
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+# ------------------------------------------------------------------ definitions
+
+
+async def test_saving_a_definition_creates_it_once(store: Store) -> None:
+    assert await store.save_definition(definition()) is True
+    assert await store.save_definition(definition()) is False
+    with pytest.raises(ConflictError):
+        await store.save_definition(definition(digest="other"))
+    stored = await store.get_definition("wf", "1.0.0")
+    assert stored is not None
+    assert (stored.digest, stored.document, stored.source) == (
+        "d1",
+        b'{"name": "wf"}',
+        "name: wf\n",
+    )
+
+
+async def test_latest_is_the_highest_version_in_natural_order(store: Store) -> None:
+    for version in ("1.10.0", "2.0.0-rc1", "1.9.0", "2.0.0", "1.2"):
+        await store.save_definition(definition(version=version, digest=version))
+    latest = await store.get_definition("wf")
+    assert latest is not None
+    assert latest.version == "2.0.0"
+    assert await store.get_definition("nope") is None
+    assert await store.get_definition("wf", "3") is None
+
+
+async def test_definitions_are_listed_by_name_then_version(store: Store) -> None:
+    await store.save_definition(definition("b", "1"))
+    await store.save_definition(definition("a", "10"))
+    await store.save_definition(definition("a", "9"))
+    listed = [(d.name, d.version) for d in await store.list_definitions()]
+    assert listed == [("a", "9"), ("a", "10"), ("b", "1")]
+    assert [d.version for d in await store.list_definitions("a")] == ["9", "10"]
+
+
+async def test_soft_delete_hides_a_version_but_keeps_it_readable(store: Store) -> None:
+    await store.save_definition(definition(version="1"))
+    await store.save_definition(definition(version="2", digest="d2"))
+    assert await store.delete_definition("wf", "2") == 1
+    assert await store.delete_definition("wf", "2") == 0
+    latest = await store.get_definition("wf")
+    assert latest is not None
+    assert latest.version == "1"
+    assert await store.get_definition("wf", "2") is None
+    deleted = await store.get_definition("wf", "2", include_deleted=True)
+    assert deleted is not None
+    assert deleted.deleted
+    assert [d.version for d in await store.list_definitions()] == ["1"]
+    assert len(await store.list_definitions(include_deleted=True)) == 2
+    assert await store.save_definition(definition(version="2", digest="d2")) is False
+    assert [d.version for d in await store.list_definitions()] == ["1", "2"]
+    assert await store.delete_definition("wf") == 2
+    assert await store.get_definition("wf") is None
+
+
+# ------------------------------------------------------------------ transitions
+
+
+async def test_a_create_then_updates_bump_the_version(store: Store) -> None:
+    assert await store.load("e1") is None
+    result = await store.commit([transition("e1", state=b"v1")])
+    assert result.conflicts == set()
+    assert await store.load("e1") == (1, b"v1")
+    await store.commit([transition("e1", 1, state=b"v2", status="completed")])
+    assert await store.load("e1") == (2, b"v2")
+    assert await store.load_many(["e1", "missing"]) == {"e1": (2, b"v2")}
+
+
+async def test_a_conflicting_transition_is_not_applied_and_the_rest_commits(store: Store) -> None:
+    await store.commit([transition("e1"), transition("e2")])
+    result = await store.commit(
+        [
+            transition("e1", 5, state=b"stale", timers_set=[("t", 1.0)], outbox=[("q", b"x")]),
+            transition("e2", 1, state=b"fresh", outbox=[("q", b"y")]),
+            transition("e2", 0, state=b"again"),  # creating an existing execution
+            transition("e3", 0, state=b"new", events=b"[1]"),
+        ]
+    )
+    assert result.conflicts == {"e1", "e2"}
+    assert [m.body for m in result.outbox] == [b"y"]
+    assert await store.load("e1") == (1, b"{}")
+    # e2's first transition applied; the second (a create) conflicted and left no trace
+    assert await store.load("e2") == (2, b"fresh")
+    assert await store.load("e3") == (1, b"new")
+    assert await store.all_timers() == []
+    assert [m.body for m in await store.pending_outbox(10)] == [b"y"]
+
+
+async def test_transitions_of_one_execution_in_a_batch_chain_their_versions(store: Store) -> None:
+    result = await store.commit([transition("e1", 0, state=b"a"), transition("e1", 1, state=b"b")])
+    assert result.conflicts == set()
+    assert await store.load("e1") == (2, b"b")
+    result = await store.commit([transition("e1", 1), transition("e1", 2, state=b"c")])
+    assert result.conflicts == {"e1"}
+    assert await store.load("e1") == (2, b"b")
+
+
+async def test_outbox_ids_increase_and_are_never_reused(store: Store) -> None:
+    first = await store.commit([transition("e1", outbox=[("a", b"1"), ("b", b"2")])])
+    ids = [m.id for m in first.outbox]
+    assert ids == sorted(ids)
+    assert [(m.queue, m.body) for m in first.outbox] == [("a", b"1"), ("b", b"2")]
+    assert await store.pending_outbox(10) == first.outbox
+    assert await store.pending_outbox(1) == first.outbox[:1]
+    await store.delete_outbox(ids)
+    assert await store.pending_outbox(10) == []
+    second = await store.commit([transition("e1", 1, outbox=[("a", b"3")])])
+    assert second.outbox[0].id > max(ids)
+    third = await store.commit(
+        [transition("e1", 2, outbox=[("a", b"4")])], done_outbox=[second.outbox[0].id]
+    )
+    assert await store.pending_outbox(10) == third.outbox
+
+
+async def test_timers_are_set_moved_and_deleted_with_their_transition(store: Store) -> None:
+    await store.commit([transition("e1", timers_set=[("a", 30.0), ("b", 10.0)])])
+    await store.commit([transition("e2", timers_set=[("a", 20.0)])])
+    assert [(t.execution_id, t.key, t.due) for t in await store.all_timers()] == [
+        ("e1", "b", 10.0),
+        ("e2", "a", 20.0),
+        ("e1", "a", 30.0),
+    ]
+    assert [t.key for t in await store.due_timers(20.0, 10)] == ["b", "a"]
+    assert len(await store.due_timers(20.0, 1)) == 1
+    await store.commit([transition("e1", 1, timers_set=[("a", 5.0)], timers_deleted=["b"])])
+    assert [(t.execution_id, t.key, t.due) for t in await store.all_timers()] == [
+        ("e1", "a", 5.0),
+        ("e2", "a", 20.0),
+    ]
+    await store.commit([transition("e1", 2, timers_deleted=["a", "missing"])])
+    assert [t.execution_id for t in await store.all_timers()] == ["e2"]
+
+
+async def test_idempotency_keys_are_recorded_on_create_and_unique(store: Store) -> None:
+    await store.commit([transition("e1", idempotency_key="k")])
+    assert await store.find_idempotent("wf", "k") == "e1"
+    assert await store.find_idempotent("other", "k") is None
+    result = await store.commit(
+        [
+            transition("e2", idempotency_key="k"),
+            transition("e3", idempotency_key="k2"),
+            transition("e4", idempotency_key="k2"),
+            transition("e5", workflow="other", idempotency_key="k"),
+        ]
+    )
+    assert result.conflicts == {"e2", "e4"}
+    assert await store.load("e2") is None
+    assert await store.find_idempotent("wf", "k2") == "e3"
+    assert await store.find_idempotent("other", "k") == "e5"
+
+
+async def test_breakers_are_written_last_wins(store: Store) -> None:
+    assert await store.load_breakers() == {}
+    await store.commit(
+        [transition("e1", breakers=[("f", b"open")]), transition("e2", breakers=[("f", b"half")])]
+    )
+    await store.commit([transition("e3", breakers=[("g", b"closed")])])
+    assert await store.load_breakers() == {"f": b"half", "g": b"closed"}
+
+
+async def test_events_are_appended_and_read_in_order(store: Store) -> None:
+    await store.commit([transition("e1", events=b"[1]"), transition("e2", events=b"[9]")])
+    await store.commit([transition("e1", 1, events=b"[2]"), transition("e2", 1)])
+    events = await store.read_events("e1")
+    assert [e.body for e in events] == [b"[1]", b"[2]"]
+    assert all(e.execution_id == "e1" for e in events)
+    assert [e.body for e in await store.read_events("e1", after=events[0].id)] == [b"[2]"]
+    assert len(await store.read_events("e1", limit=1)) == 1
+    assert await store.read_events("missing") == []
+
+
+# ------------------------------------------------------------------ queries
+
+
+async def test_executions_are_listed_newest_first_with_filters_and_cursor(store: Store) -> None:
+    await store.commit(
+        [
+            transition(
+                f"e{n}", workflow="a" if n % 2 else "b", status="completed" if n < 3 else "running"
+            )
+            for n in range(7)
+        ]
+    )
+    await store.commit([transition("child", parent_id="e1")])
+    page = await store.list_executions(limit=3)
+    assert [r.id for r in page.items] == ["child", "e6", "e5"]
+    assert page.next_cursor is not None
+    page = await store.list_executions(limit=3, cursor=page.next_cursor)
+    assert [r.id for r in page.items] == ["e4", "e3", "e2"]
+    page = await store.list_executions(limit=3, cursor=page.next_cursor)
+    assert [r.id for r in page.items] == ["e1", "e0"]
+    assert page.next_cursor is None
+    only_a = await store.list_executions(workflow="a", limit=10)
+    assert [r.id for r in only_a.items] == ["e5", "e3", "e1"]
+    done_b = await store.list_executions(workflow="b", status="completed")
+    assert [r.id for r in done_b.items] == ["e2", "e0"]
+    children = await store.list_executions(parent_id="e1")
+    assert [r.id for r in children.items] == ["child"]
+    record = children.items[0]
+    assert (record.workflow, record.workflow_version, record.status) == ("wf", "1.0.0", "running")
+    assert (record.created_at, record.updated_at, record.version) == (10.0, 11.0, 1)
+    assert record.state == b"{}"
+    exact = await store.list_executions(workflow="a", limit=3)
+    assert exact.next_cursor is None
+
+
+async def test_created_at_is_kept_and_updated_at_moves(store: Store) -> None:
+    await store.commit([transition("e1")])
+    update = transition("e1", 1)
+    update.created_at, update.updated_at = 99.0, 50.0
+    await store.commit([update])
+    record = (await store.list_executions()).items[0]
+    assert (record.created_at, record.updated_at) == (10.0, 50.0)
+
+
+async def test_non_terminal_executions_are_the_live_ones_oldest_first(store: Store) -> None:
+    statuses = ["running", "completed", "paused", "failed", "pending", "cancelled", "timed_out"]
+    await store.commit([transition(f"e{n}", status=s) for n, s in enumerate(statuses)])
+    assert await store.non_terminal_executions() == ["e0", "e2", "e4"]
+    await store.commit([transition("e0", 1, status="completed")])
+    assert await store.non_terminal_executions() == ["e2", "e4"]
+
+
+async def test_a_commit_with_nothing_to_do_is_fine(store: Store) -> None:
+    result = await store.commit([])
+    assert result.conflicts == set()
+    assert result.outbox == []
+    await store.delete_outbox([])
+    await store.delete_outbox([12345])
