@@ -169,6 +169,7 @@ class Executor:
 
     @asynccontextmanager
     async def _lifespan(self) -> AsyncIterator[None]:
+        body_error: BaseException | None = None
         async with asyncio.TaskGroup() as tg:
             self._tg = tg
             receivers = [tg.create_task(self._receive_loop(q)) for q in self.queues]
@@ -182,10 +183,14 @@ class Executor:
             )
             try:
                 yield
-            except BaseException:
+            except BaseException as exc:  # the caller's error: no grace period
+                body_error = exc
                 await self._shutdown(receivers, heartbeat, flusher, grace=0.0)
-                raise
-            await self._shutdown(receivers, heartbeat, flusher, grace=self.shutdown_grace)
+            else:
+                await self._shutdown(receivers, heartbeat, flusher, grace=self.shutdown_grace)
+        if body_error is not None:
+            # raised outside the TaskGroup, so the caller gets it as it was, not in a group
+            raise body_error
 
     async def _shutdown(
         self,

@@ -12,7 +12,7 @@ import pytest
 
 from magicflow.brokers.base import RESULTS_QUEUE, Delivery
 from magicflow.brokers.memory import MemoryBroker
-from magicflow.errors import BrokerError
+from magicflow.errors import BrokerError, StepCancelled
 from magicflow.executor import Executor, Registry, StepContext
 from magicflow.messages import encode
 
@@ -201,6 +201,40 @@ async def test_publish_failure_is_retried_before_acking(registry: Registry) -> N
     assert broker.depth("default") == 0
 
 
+async def test_same_task_delivered_twice_while_running_runs_once(registry: Registry) -> None:
+    calls = 0
+
+    @registry.function
+    async def once(ctx: StepContext) -> int:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(0.05)
+        return calls
+
+    broker = MemoryBroker()
+    task = make_task("once")
+    await publish(broker, task, task)  # re-dispatched with the same task id
+    async with Executor(broker, registry):
+        [result] = await collect_results(broker, 1)
+        await eventually(lambda: broker.depth("default") == 0)  # both deliveries acked
+    assert (result.task_id, result.output, calls) == (task.id, 1, 1)
+    assert await no_results(broker, 0.05)
+
+
+async def test_step_raising_step_cancelled_gets_a_failed_result(registry: Registry) -> None:
+    @registry.function
+    def gives_up(ctx: StepContext) -> None:
+        raise StepCancelled("not worth it")
+
+    broker = MemoryBroker()
+    await publish(broker, make_task("gives_up"))
+    async with Executor(broker, registry):
+        [result] = await collect_results(broker, 1)
+    assert result.status == "failed"
+    assert result.error is not None
+    assert result.error.type == "StepCancelled"
+
+
 # ------------------------------------------------------------------ bad messages
 
 
@@ -284,6 +318,7 @@ async def test_redelivery_after_a_worker_dies(registry: Registry) -> None:
         await started.wait()
         dying.dead = True  # nothing it sends arrives any more: no ack, no nack
         life.cancel()
+    assert life.cancelled()  # the cancellation went through the executor unchanged
     assert broker.depth("default") == 1  # still in flight, unacknowledged
     async with Executor(broker, registry, executor_id="survivor"):
         [result] = await collect_results(broker, 1)
@@ -386,6 +421,28 @@ async def test_shutdown_cancels_what_outlives_the_grace_period(registry: Registr
     redelivered = await broker.receive("default", 10, 0.1)
     assert sorted(d.body for d in redelivered) == sorted(encode(t) for t in tasks)
     assert {d.delivery_count for d in redelivered} == {2}
+
+
+async def test_an_error_in_the_body_gives_running_tasks_back(registry: Registry) -> None:
+    @registry.function
+    async def very_long(ctx: StepContext) -> None:
+        await asyncio.sleep(10)
+
+    broker = MemoryBroker()
+    task = make_task("very_long")
+    await publish(broker, task)
+
+    async def caller() -> None:
+        async with Executor(broker, registry, shutdown_grace=30) as executor:
+            await eventually(lambda: executor.running == 1)
+            raise RuntimeError("caller failed")
+
+    started = time.monotonic()
+    with pytest.raises(RuntimeError, match="caller failed"):
+        await caller()
+    assert time.monotonic() - started < 3
+    [delivery] = await broker.receive("default", 10, 0.1)  # nacked at once, no grace period
+    assert delivery.body == encode(task)
 
 
 async def test_run_until_stopped(registry: Registry) -> None:
