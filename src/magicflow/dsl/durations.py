@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+from functools import lru_cache
 
 from magicflow.dsl.text import describe
 
@@ -53,6 +54,7 @@ def parse_duration(value: object) -> float:
     return seconds
 
 
+@lru_cache(maxsize=512)
 def _parse_text(text: str) -> float:
     if _NUMBER.fullmatch(text):
         return float(text)

@@ -14,6 +14,7 @@ Mapping keys are always strings: a key is the text the author wrote (``on:`` is 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +22,7 @@ from typing import Any
 import yaml
 
 from magicflow.dsl.diagnostics import Diagnostic
-from magicflow.dsl.source import Limits, Path, SourceMap, Span, decode_source
+from magicflow.dsl.source import Limits, Node, SourceMap, Span, decode_source
 from magicflow.dsl.text import clip, describe
 
 __all__ = ["LoadedDocument", "load_yaml"]
@@ -29,7 +30,10 @@ __all__ = ["LoadedDocument", "load_yaml"]
 _STD = "tag:yaml.org,2002:"
 _SCALAR_TAGS = {_STD + t for t in ("str", "int", "float", "bool", "null")}
 _STRING_TAGS = {_STD + t for t in ("timestamp", "merge", "value")}
-_RESOLVER = yaml.resolver.Resolver()
+_STR = _STD + "str"
+_BOOL = _STD + "bool"
+_FLOAT = _STD + "float"
+_IMPLICIT: dict[str, list[tuple[str, Any]]] = yaml.resolver.Resolver.yaml_implicit_resolvers
 _CONSTRUCTOR = yaml.constructor.SafeConstructor()
 _NO_KEY: Any = object()
 _BAD_KEY: Any = object()
@@ -56,6 +60,7 @@ def load_yaml(
     if text is not None:
         composer.compose(text)
     root = composer.root if isinstance(composer.root, dict) else None
+    composer.map.root = root
     return LoadedDocument(root, composer.map, composer.diagnostics)
 
 
@@ -63,21 +68,25 @@ class _Abort(Exception):
     """Stops composing after a fatal problem has been recorded."""
 
 
-class _Frame:
-    __slots__ = ("anchor", "height", "key", "key_span", "merges", "path", "size", "value")
+class _Frame(Node):
+    """A mapping or list being composed; kept afterwards as its positions."""
 
-    def __init__(self, value: dict[str, Any] | list[Any], path: Path | None, anchor: str | None):
+    __slots__ = ("anchor", "height", "key", "key_mark", "merges", "size", "value")
+
+    def __init__(self, value: Any, start: Any, anchor: str | None) -> None:
+        super().__init__(start, isinstance(value, dict))
         self.value = value
-        self.path = path
         self.anchor = anchor
         self.key: Any = _NO_KEY
-        self.key_span = Span(1, 1)
-        self.size = 1
+        self.key_mark: Any = None
+        self.size = 1  # itself plus the sizes of the collections and aliases in it
         self.height = 1
-        self.merges: list[tuple[Any, Span]] = []
+        self.merges: list[tuple[Any, Any]] = []
 
 
 def _span(mark: Any) -> Span:
+    """1-based position of a parser mark (or of the start of an event)."""
+    mark = getattr(mark, "start_mark", mark)
     return Span(mark.line + 1, mark.column + 1) if mark is not None else Span(1, 1)
 
 
@@ -89,16 +98,17 @@ class _Composer:
         self.map = SourceMap()
         self.root: Any = None
         self.stack: list[_Frame] = []
+        self.top: _Frame | None = None
         self.anchors: dict[str, tuple[Any, int, int]] = {}
         self.nodes = 0
         self.documents = 0
 
-    def error(self, span: Span, message: str, path: Path = ()) -> None:
-        self.diagnostics.append(Diagnostic(self.filename, span.line, span.col, message, path=path))
+    def error(self, mark: Any, message: str) -> None:
+        span = _span(mark)
+        self.diagnostics.append(Diagnostic(self.filename, span.line, span.col, message))
 
     def compose(self, text: str) -> None:
         handlers: dict[type, Callable[[Any], None]] = {
-            yaml.ScalarEvent: self.scalar,
             yaml.MappingStartEvent: self.start_mapping,
             yaml.SequenceStartEvent: self.start_sequence,
             yaml.MappingEndEvent: self.end,
@@ -106,121 +116,127 @@ class _Composer:
             yaml.AliasEvent: self.alias,
             yaml.DocumentStartEvent: self.document,
         }
+        scalar_event, scalar, end = yaml.ScalarEvent, self.scalar, yaml.StreamEndEvent
+        loader = yaml.CSafeLoader(text)
         try:
-            for event in yaml.parse(text, Loader=yaml.CSafeLoader):
-                handler = handlers.get(event.__class__)
-                if handler is not None:
-                    handler(event)
+            next_event: Callable[[], Any] = loader.get_event
+            while True:
+                event = next_event()
+                kind = event.__class__
+                if kind is scalar_event:
+                    scalar(event)
+                elif kind is end:
+                    break
+                else:
+                    handler = handlers.get(kind)
+                    if handler is not None:
+                        handler(event)
         except yaml.MarkedYAMLError as exc:
             self.root = None
             self.syntax_error(exc, text)
         except yaml.YAMLError as exc:
             self.root = None
-            self.error(Span(1, 1), f"invalid YAML: {exc}")
+            self.error(None, f"invalid YAML: {exc}")
         except _Abort:
             self.root = None
         else:
             self.check_root()
+        finally:
+            loader.dispose()
 
     def syntax_error(self, exc: yaml.MarkedYAMLError, text: str) -> None:
-        span = _span(exc.problem_mark or exc.context_mark)
+        mark = exc.problem_mark or exc.context_mark
+        span = _span(mark)
         lines = text.split("\n", span.line)
         line_text = lines[span.line - 1] if len(lines) >= span.line else ""
         if line_text[span.col - 1 : span.col] == "\t":
-            self.error(span, "invalid YAML: a tab character; YAML indentation must use spaces")
+            self.error(mark, "invalid YAML: a tab character; YAML indentation must use spaces")
             return
         message = f"invalid YAML: {exc.problem or 'syntax error'}"
         if exc.context:
             message += f" ({exc.context})"
-        self.error(span, message)
+        self.error(mark, message)
 
     def check_root(self) -> None:
         if self.documents == 0 or self.root is None:
             self.root = None
             message = "the document is empty; a workflow is a mapping with name, version and steps"
-            self.error(Span(1, 1), message)
+            self.error(None, message)
         elif not isinstance(self.root, dict):
             message = (
-                f"a workflow must be a mapping (name, version, steps, ...), "
+                "a workflow must be a mapping (name, version, steps, ...), "
                 f"not {describe(self.root)}"
             )
-            self.error(self.map.value(()), message)
+            node = self.map.nodes.get(id(self.root))
+            self.error(node.start if node else None, message)
             self.root = None
 
     def document(self, event: yaml.DocumentStartEvent) -> None:
         self.documents += 1
         if self.documents > 1:
             message = "a workflow file holds one YAML document; found a second one (a '---' line)"
-            self.error(_span(event.start_mark), message)
+            self.error(event.start_mark, message)
             raise _Abort
 
-    def child_path(self) -> Path | None:
-        """The path of the value about to be added, or None where paths are not tracked."""
-        if not self.stack:
-            return ()
-        top = self.stack[-1]
-        if top.path is None:
-            return None
-        if isinstance(top.value, list):
-            return (*top.path, len(top.value))
-        if top.key is _NO_KEY or top.key is _BAD_KEY or top.key is _MERGE:
-            return None
-        return (*top.path, top.key)
-
-    def in_key(self) -> _Frame | None:
-        """The mapping waiting for a key, if the next node is that key."""
-        top = self.stack[-1] if self.stack else None
-        if top is not None and top.key is _NO_KEY and isinstance(top.value, dict):
-            return top
-        return None
-
-    def count(self, size: int, span: Span) -> None:
-        self.nodes += size
-        if self.nodes > self.limits.max_nodes:
-            message = (
-                f"the document expands to more than {self.limits.max_nodes:,} values "
-                "(too many aliases, or too large)"
-            )
-            self.error(span, message)
-            raise _Abort
+    def too_many(self, mark: Any) -> None:
+        message = (
+            f"the document expands to more than {self.limits.max_nodes:,} values "
+            "(too many aliases, or too large)"
+        )
+        self.error(mark, message)
+        raise _Abort
 
     def scalar(self, event: yaml.ScalarEvent) -> None:
-        span = _span(event.start_mark)
-        self.count(1, span)
-        mapping = self.in_key()
-        if mapping is not None:
+        # The hot path: scalars are most of a document. They are not counted against
+        # max_nodes one by one (the byte limit bounds them); aliases count what they expand.
+        top = self.top
+        if top is not None and top.key is _NO_KEY and top.keys is not None:
             merge = event.value == "<<" and not event.style and event.tag is None
-            mapping.key, mapping.key_span = (_MERGE if merge else event.value), span
+            top.key = _MERGE if merge else event.value
+            top.key_mark = event.start_mark
             if event.anchor:
                 self.anchors[event.anchor] = (event.value, 1, 0)
             return
-        path = self.child_path()
-        value = self.construct(event, span, path)
-        if path is not None:
-            self.map.values[path] = Span(span.line, span.col, _inner_column(event))
+        text = event.value
+        if event.style or event.tag is not None or text[:1] in _IMPLICIT:
+            value = self.construct(event)
+        else:
+            value = text  # a plain scalar that cannot be a number, boolean or null
         if event.anchor:
             self.anchors[event.anchor] = (value, 1, 0)
-        self.add(value, 1, 0, span)
+        if top is None:
+            self.set_root(value, event)
+        elif top.keys is None:
+            top.value.append(value)
+            top.children.append(event)  # type: ignore[union-attr]
+        elif top.key.__class__ is str and top.key not in top.value:
+            key = top.key
+            top.key = _NO_KEY
+            top.value[key] = value
+            top.keys[key] = top.key_mark
+            top.children[key] = event  # type: ignore[call-overload]
+        else:
+            self.put(top, value, event)
 
-    def construct(self, event: yaml.ScalarEvent, span: Span, path: Path | None) -> Any:
+    def construct(self, event: yaml.ScalarEvent) -> Any:
         tag = event.tag
         text = event.value
         if tag is None and not event.style and event.implicit[0]:
-            tag = _RESOLVER.resolve(yaml.ScalarNode, text, (True, False))  # type: ignore[no-untyped-call]
+            if text.isdigit() and text.isascii() and (text[0] != "0" or len(text) == 1):
+                return int(text)  # the common case, without the regular expressions
+            tag = _implicit_tag(text)
         elif tag is None or tag == "!":
             return text
-        if tag == _STD + "str" or tag in _STRING_TAGS:
+        if tag == _STR or tag in _STRING_TAGS:
             return text
         if tag not in _SCALAR_TAGS:
-            self.error(span, f"unsupported YAML tag {_short(tag)!r}", path or ())
+            self.error(event.start_mark, f"unsupported YAML tag {_short(tag)!r}")
             return text
         value = _construct_scalar(tag, text)
         if value is _INVALID:
             what = "a finite number" if tag == _STD + "float" else f"a valid {_short(tag)}"
-            self.error(span, f"{clip(text)} is not {what}", path or ())
+            self.error(event.start_mark, f"{clip(text)} is not {what}")
             return text
-        if path is not None and value is not None:
-            self.map.raw[path] = text
         return value
 
     def start_mapping(self, event: yaml.MappingStartEvent) -> None:
@@ -229,106 +245,136 @@ class _Composer:
     def start_sequence(self, event: yaml.SequenceStartEvent) -> None:
         self.start(event, [], "seq")
 
-    def start(
-        self, event: yaml.CollectionStartEvent, value: dict[str, Any] | list[Any], kind: str
-    ) -> None:
-        span = _span(event.start_mark)
-        self.count(1, span)
+    def start(self, event: yaml.CollectionStartEvent, value: Any, kind: str) -> None:
+        mark = event.start_mark
+        self.nodes += 1
+        if self.nodes > self.limits.max_nodes:
+            self.too_many(mark)
         if len(self.stack) >= self.limits.max_depth:
-            self.error(span, f"the document nests deeper than {self.limits.max_depth} levels")
+            self.error(mark, f"the document nests deeper than {self.limits.max_depth} levels")
             raise _Abort
         if event.tag not in (None, "!", _STD + kind):
-            self.error(span, f"unsupported YAML tag {_short(event.tag or '')!r}")
-        path = self.child_path()
-        if path is not None:
-            self.map.values[path] = span
-        self.stack.append(_Frame(value, path, event.anchor))
+            self.error(mark, f"unsupported YAML tag {_short(event.tag or '')!r}")
+        frame = _Frame(value, mark, event.anchor)
+        self.map.nodes[id(value)] = frame
+        self.stack.append(frame)
+        self.top = frame
 
     def end(self, event: yaml.Event) -> None:
         frame = self.stack.pop()
+        self.top = self.stack[-1] if self.stack else None
         if frame.merges:
             self.merge(frame)
+        size = frame.size + len(frame.value)  # children counted once more: an upper bound
         if frame.anchor:
-            self.anchors[frame.anchor] = (frame.value, frame.size, frame.height)
-        self.add(frame.value, frame.size, frame.height, _span(event.start_mark))
+            self.anchors[frame.anchor] = (frame.value, size, frame.height)
+        self.add(frame.value, size, frame.height, frame.start)
 
     def alias(self, event: yaml.AliasEvent) -> None:
-        span = _span(event.start_mark)
+        mark = event.start_mark
         name = event.anchor or ""
         found = self.anchors.get(name)
         if found is None:
             recursive = any(frame.anchor == name for frame in self.stack)
             self.error(
-                span, f"alias '*{name}' {'refers to itself' if recursive else 'is not defined'}"
+                mark, f"alias '*{name}' {'refers to itself' if recursive else 'is not defined'}"
             )
             found = (None, 1, 0)
         value, size, height = found
-        self.count(size, span)
+        self.nodes += size
+        if self.nodes > self.limits.max_nodes:
+            self.too_many(mark)
         if len(self.stack) + height > self.limits.max_depth:
-            self.error(span, f"the document nests deeper than {self.limits.max_depth} levels")
+            self.error(mark, f"the document nests deeper than {self.limits.max_depth} levels")
             raise _Abort
-        mapping = self.in_key()
-        if mapping is not None and isinstance(value, str):
-            mapping.key, mapping.key_span = value, span
+        top = self.top
+        is_key = top is not None and top.key is _NO_KEY and top.keys is not None
+        if top is not None and is_key and isinstance(value, str):
+            top.key, top.key_mark = value, mark
             return
-        path = self.child_path()
-        if path is not None:
-            self.map.values[path] = span
-        self.add(value, size, height, span)
+        self.add(value, size, height, mark)
 
-    def add(self, value: Any, size: int, height: int, span: Span) -> None:
-        if not self.stack:
-            self.root = value
+    def add(self, value: Any, size: int, height: int, mark: Any) -> None:
+        """Put a finished collection or alias into its parent (``mark``: where it is)."""
+        top = self.top
+        if top is None:
+            self.set_root(value, mark)
             return
-        top = self.stack[-1]
         top.size += size
         if height >= top.height:
             top.height = height + 1
-        container = top.value
-        if isinstance(container, list):
-            container.append(value)
-            return
+        if top.keys is None:
+            top.value.append(value)
+            top.children.append(mark)  # type: ignore[union-attr]
+        else:
+            self.put(top, value, mark)
+
+    def set_root(self, value: Any, mark: Any) -> None:
+        self.root = value
+        if not isinstance(value, dict | list):
+            self.map.nodes[id(value)] = Node(mark, False)
+
+    def put(self, top: _Frame, value: Any, mark: Any) -> None:
+        """Store ``value`` under the pending key of the mapping ``top``."""
         key = top.key
         top.key = _NO_KEY
         if key is _NO_KEY:  # a collection used as a key
             top.key = _BAD_KEY
-            self.error(span, f"a mapping key must be a string, not {describe(value)}")
+            self.error(mark, f"a mapping key must be a string, not {describe(value)}")
         elif key is _MERGE:
-            top.merges.append((value, top.key_span))
-        elif key is not _BAD_KEY:
-            self.set_key(top, container, key, value)
-
-    def set_key(self, top: _Frame, container: dict[str, Any], key: str, value: Any) -> None:
-        path = None if top.path is None else (*top.path, key)
-        if key in container:
-            first = self.map.keys.get(path) if path is not None else None
-            where = f" (first defined on line {first.line})" if first else ""
-            self.error(top.key_span, f"duplicate key {key!r}{where}", path or ())
+            top.merges.append((value, top.key_mark))
+        elif key is _BAD_KEY:
             return
-        container[key] = value
-        if path is not None:
-            self.map.keys[path] = top.key_span
+        elif key in top.value:
+            first = top.keys.get(key) if top.keys is not None else None
+            where = f" (first defined on line {first.line + 1})" if first is not None else ""
+            self.error(top.key_mark, f"duplicate key {key!r}{where}")
+        else:
+            top.value[key] = value
+            top.keys[key] = top.key_mark  # type: ignore[index]
+            top.children[key] = mark
 
     def merge(self, frame: _Frame) -> None:
         target = frame.value
-        assert isinstance(target, dict)
-        for value, span in frame.merges:
+        assert frame.keys is not None
+        for value, mark in frame.merges:
             sources = value if isinstance(value, list) else [value]
             if not all(isinstance(source, dict) for source in sources):
-                self.error(span, "'<<' merges a mapping or a list of mappings")
+                self.error(mark, "'<<' merges a mapping or a list of mappings")
                 continue
             for source in sources:
                 for key, item in source.items():
-                    if key in target:
-                        continue
-                    target[key] = item
-                    if frame.path is not None:
-                        self.map.keys[(*frame.path, key)] = span
-                        self.map.values.setdefault((*frame.path, key), span)
+                    if key not in target:
+                        target[key] = item
+                        frame.keys[key] = mark
+                        frame.children[key] = mark
+
+
+_RESOLVED: dict[str, str] = {}
+
+
+def _implicit_tag(text: str) -> str:
+    """The tag YAML 1.1 gives a plain scalar (``30s`` is a string, ``yes`` a boolean)."""
+    tag = _RESOLVED.get(text)
+    if tag is None:
+        tag = next((t for t, regexp in _IMPLICIT.get(text[:1], ()) if regexp.match(text)), _STR)
+        if len(_RESOLVED) > 4096:
+            _RESOLVED.clear()
+        _RESOLVED[text] = tag
+    return tag
+
+
+_BOOLS = yaml.constructor.SafeConstructor.bool_values
+_SIMPLE_FLOAT = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
 
 
 def _construct_scalar(tag: str, text: str) -> Any:
     """The value of a scalar with a standard tag, or ``_INVALID``."""
+    if tag == _BOOL and text.lower() in _BOOLS:
+        return _BOOLS[text.lower()]
+    if tag == _FLOAT and _SIMPLE_FLOAT.fullmatch(text):
+        value = float(text)
+        return value if math.isfinite(value) else _INVALID
     try:
         value = _CONSTRUCTOR.yaml_constructors[tag](_CONSTRUCTOR, yaml.ScalarNode(tag, text))
     except (ValueError, TypeError, KeyError, OverflowError, yaml.YAMLError):
@@ -338,19 +384,6 @@ def _construct_scalar(tag: str, text: str) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return _INVALID
     return value
-
-
-def _inner_column(event: yaml.ScalarEvent) -> int:
-    """1-based column of a one-line plain or quoted scalar's first character, else 0."""
-    quoted = 1 if event.style in ("'", '"') else 0
-    if event.style and not quoted:
-        return 0
-    start, end = event.start_mark, event.end_mark
-    if start is None or end is None or end.line != start.line:
-        return 0
-    if end.column - start.column != len(event.value) + 2 * quoted:
-        return 0
-    return start.column + 1 + quoted
 
 
 def _short(tag: str) -> str:

@@ -35,4 +35,4 @@ class Reporter:
 
     def raw(self, path: Path) -> str | None:
         """The source text of the number or boolean at ``path``, if known."""
-        return self.source_map.raw.get(path)
+        return self.source_map.raw(path)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import codecs
 import re
-from dataclasses import dataclass, field
-from typing import NamedTuple
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 from magicflow.dsl.diagnostics import Diagnostic
 
-__all__ = ["Limits", "Path", "SourceMap", "Span", "decode_source"]
+__all__ = ["Limits", "Node", "Path", "SourceMap", "Span", "decode_source"]
 
 Path = tuple[str | int, ...]
 
@@ -33,33 +33,90 @@ class Span(NamedTuple):
     inner: int = 0
 
 
-@dataclass(slots=True)
+class Node:
+    """Positions inside one mapping or list: its start, its keys and its values.
+
+    Marks are the parser's own objects (line and column 0-based), kept as they come and
+    turned into :class:`Span` only when a message needs one. A scalar's entry is its parse
+    event, which also knows its style and end, so offsets inside the string can be placed.
+    """
+
+    __slots__ = ("children", "keys", "start")
+
+    def __init__(self, start: Any, mapping: bool) -> None:
+        self.start = start
+        self.keys: dict[str, Any] | None = {} if mapping else None
+        self.children: dict[str, Any] | list[Any] = {} if mapping else []
+
+
 class SourceMap:
     """Positions of keys and values by path; unknown paths fall back to the nearest parent."""
 
-    values: dict[Path, Span] = field(default_factory=dict)
-    keys: dict[Path, Span] = field(default_factory=dict)
-    raw: dict[Path, str] = field(default_factory=dict)  # source text of non-string scalars
+    __slots__ = ("nodes", "root")
+
+    def __init__(self) -> None:
+        self.root: Any = None
+        self.nodes: dict[int, Node] = {}  # by id() of each mapping and list of ``root``
+
+    def _walk(self, path: Path) -> tuple[Any, Any, bool]:
+        """(mark of the deepest value found, mark of its key, whether all of path was found)."""
+        container = self.root
+        node = self.nodes.get(id(container))
+        found: Any = node.start if node is not None else None
+        key: Any = None
+        for part in path:
+            if node is None:
+                return found, None, False
+            try:
+                found = node.children[part]  # type: ignore[index]
+                key = node.keys.get(part) if node.keys is not None else None  # type: ignore[arg-type]
+                container = container[part]
+            except (LookupError, TypeError):
+                return found, None, False
+            node = self.nodes.get(id(container)) if isinstance(container, dict | list) else None
+        return found, key, True
 
     def value(self, path: Path) -> Span:
-        for end in range(len(path), -1, -1):
-            span = self.values.get(path[:end])
-            if span is not None:
-                return span
-        return Span(1, 1)
+        return _to_span(self._walk(path)[0])
 
     def key(self, path: Path) -> Span:
-        span = self.keys.get(path)
-        return span if span is not None else self.value(path)
+        found, key, exact = self._walk(path)
+        return _to_span(key if exact and key is not None else found)
 
     def inside(self, path: Path, offset: int) -> Span:
         """The position of character ``offset`` of the string at ``path``."""
-        span = self.values.get(path)
-        if span is None:
-            return self.value(path)
-        if span.inner and offset >= 0:
-            return Span(span.line, span.inner + offset)
+        found, _, exact = self._walk(path)
+        span = _to_span(found)
+        if exact and offset >= 0 and hasattr(found, "end_mark"):
+            inner = _inner_column(found)
+            if inner:
+                return Span(span.line, inner + offset)
         return span
+
+    def raw(self, path: Path) -> str | None:
+        """The source text of the scalar at ``path``, if it is one."""
+        found, _, exact = self._walk(path)
+        return found.value if exact and hasattr(found, "end_mark") else None
+
+
+def _to_span(mark: Any) -> Span:
+    mark = getattr(mark, "start_mark", mark)
+    if mark is None:
+        return Span(1, 1)
+    return Span(mark.line + 1, mark.column + 1)
+
+
+def _inner_column(event: Any) -> int:
+    """1-based column of a one-line plain or quoted scalar's first character, else 0."""
+    quoted = 1 if event.style in ("'", '"') else 0
+    if event.style and not quoted:
+        return 0
+    start, end = event.start_mark, event.end_mark
+    if start is None or end is None or end.line != start.line:
+        return 0
+    if end.column - start.column != len(event.value) + 2 * quoted:
+        return 0
+    return int(start.column) + 1 + quoted
 
 
 _BAD_CHAR = re.compile("[^\t\n\r\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")

@@ -174,9 +174,15 @@ def _record(value: Any, spec: Any, path: Path, rep: Reporter) -> None:
             rep.at_key((*path, key), f"{key!r} needs {other!r}")
 
 
-@cache
+_FIELDS: dict[int, dict[str, Any]] = {}
+
+
 def _fields(record: Record) -> dict[str, Any]:
-    return {f.name: f for f in record.fields}
+    """The record's fields by name (by identity: hashing a record would walk all of it)."""
+    found = _FIELDS.get(id(record))
+    if found is None:
+        found = _FIELDS[id(record)] = {f.name: f for f in record.fields}
+    return found
 
 
 def _key_hint(key: str, record: Record) -> str:
