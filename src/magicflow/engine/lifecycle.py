@@ -23,6 +23,7 @@ from magicflow.engine.model import (
     ChildFinished,
     DispatchTask,
     ExecutionStatus,
+    ItemState,
     NotifyParent,
     StepState,
     StepStatus,
@@ -60,21 +61,27 @@ def cancel_task(ctx: Ctx, task_id: str | None) -> None:
         ctx.commands.append(CancelTask(task_id=task_id, queue=message.queue))
 
 
+def cancel_call(ctx: Ctx, sp: StepPlan, target: StepState | ItemState) -> None:
+    """Cancel the target's running call (task or child execution), if any."""
+    task_id = target.task_id
+    if task_id is None:
+        return
+    target.task_id = None
+    if task_id in ctx.state.tasks:
+        cancel_task(ctx, task_id)
+    elif sp.kind is StepKind.WORKFLOW:
+        ctx.commands.append(CancelChild(child_id=task_id))
+
+
 def cancel_step_work(ctx: Ctx, sp: StepPlan, ss: StepState) -> None:
     """Stop whatever the step is doing: its call or child, its timers, its running items."""
     ctx.cancel_timer(ss)
-    if ss.task_id is not None:
-        if sp.kind is StepKind.WORKFLOW and ss.task_id == ss.child_id:
-            ctx.commands.append(CancelChild(child_id=ss.task_id))
-        else:
-            cancel_task(ctx, ss.task_id)
-        ss.task_id = None
+    cancel_call(ctx, sp, ss)
     if ss.items is not None and ss.active_items:
         for item in ss.items:
             if item.status in ACTIVE_ITEM:
                 ctx.cancel_timer(item)
-                cancel_task(ctx, item.task_id)
-                item.task_id = None
+                cancel_call(ctx, sp, item)
                 item.status = StepStatus.CANCELLED
         ss.active_items = 0
 

@@ -70,6 +70,7 @@ from magicflow.engine.steps import (
     WAIT_TOKEN,
     attempt_failed,
     call_succeeded,
+    child_index,
     complete_step,
     dispatch_call,
     fallback_outcome,
@@ -217,15 +218,20 @@ def _on_child(ctx: Ctx, event: ChildFinished) -> None:
     ss = ctx.state.steps.get(event.parent_step_id)
     if sp is None or ss is None or sp.kind is not StepKind.WORKFLOW:
         return
-    if ss.task_id is None or ss.task_id != event.child_id:
-        return
+    known, index = child_index(ctx.state.id, sp.id, event.child_id)
+    target = target_of(ss, index) if known else None
+    if target is None or target.task_id != event.child_id:
+        return  # a child this step no longer waits for
     if event.status is ExecutionStatus.COMPLETED:
-        call_succeeded(ctx, sp, ss, event.output)
+        if index is None:
+            call_succeeded(ctx, sp, ss, event.output)
+        else:
+            item_succeeded(ctx, sp, ss, index, event.output)
         return
     error = event.error or ErrorInfo(
         type=CHILD_ERROR, message=f"child execution {event.child_id} ended {event.status}"
     )
-    attempt_failed(ctx, sp, ss, None, error)
+    attempt_failed(ctx, sp, ss, index, error)
 
 
 def _on_signal(ctx: Ctx, event: SignalReceived) -> None:

@@ -40,18 +40,25 @@ def breaker_admit(
         return True, breaker
     if breaker.state == OPEN:
         if now >= breaker.opened_at + policy.timeout:
-            return True, BreakerState(state=HALF_OPEN, opened_at=now, half_open_calls=1)
+            return True, _half_open(breaker, now)
         return False, breaker
     # half-open
     if breaker.half_open_calls < policy.half_open_max_calls:
         return True, BreakerState(
             state=HALF_OPEN,
+            failures=breaker.failures,
             opened_at=breaker.opened_at,
             half_open_calls=breaker.half_open_calls + 1,
         )
     if now >= breaker.opened_at + policy.timeout:  # the probes never came back
-        return True, BreakerState(state=HALF_OPEN, opened_at=now, half_open_calls=1)
+        return True, _half_open(breaker, now)
     return False, breaker
+
+
+def _half_open(breaker: BreakerState, now: float) -> BreakerState:
+    return BreakerState(
+        state=HALF_OPEN, failures=breaker.failures, opened_at=now, half_open_calls=1
+    )
 
 
 def breaker_record(

@@ -66,8 +66,8 @@ def start_step(ctx: Ctx, sp: StepPlan, ss: StepState) -> None:
     ss.status = StepStatus.RUNNING
     ctx.emit("step.started", sp.id)
     if sp.for_each is not None:
-        if sp.kind is not StepKind.FUNCTION:
-            message = f"for_each of step '{sp.id}' is supported on function steps only"
+        if sp.kind is not StepKind.FUNCTION and sp.kind is not StepKind.WORKFLOW:
+            message = f"for_each of step '{sp.id}' needs a function or workflow step"
             fail_step(ctx, sp, ss, ErrorInfo(type="PlanError", message=message), StepStatus.FAILED)
             return
         start_for_each(ctx, sp, ss)

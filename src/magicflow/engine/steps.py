@@ -25,8 +25,8 @@ from typing import Any
 from magicflow.dsl.plan import StepKind, StepPlan, TimeoutAction
 from magicflow.engine.context import Ctx, Target, render, retry_policy_dict, with_step
 from magicflow.engine.lifecycle import (
+    cancel_call,
     cancel_step_work,
-    cancel_task,
     compensation_outcome,
     fail_execution,
     settle,
@@ -76,7 +76,7 @@ def dispatch_call(ctx: Ctx, sp: StepPlan, ss: StepState, index: int | None) -> N
     if kind is StepKind.FUNCTION:
         call_function(ctx, sp, ss, target, index)
     elif kind is StepKind.WORKFLOW:
-        start_child(ctx, sp, ss)
+        start_child(ctx, sp, ss, target, index)
     elif kind is StepKind.WAIT:
         start_wait(ctx, sp, ss)
     else:
@@ -144,25 +144,49 @@ def send_task(
     return task_id
 
 
-def start_child(ctx: Ctx, sp: StepPlan, ss: StepState) -> None:
+def child_id(execution_id: str, step_id: str, index: int | None, seq: int) -> str:
+    if index is None:
+        return f"{execution_id}.{step_id}.{seq}"
+    return f"{execution_id}.{step_id}.{index}.{seq}"
+
+
+def child_index(execution_id: str, step_id: str, child: str) -> tuple[bool, int | None]:
+    """Which target of the step started ``child``: (known, item index or None)."""
+    prefix = f"{execution_id}.{step_id}."
+    if not child.startswith(prefix):
+        return False, None
+    rest = child[len(prefix) :].split(".")
+    if len(rest) == 1:
+        return True, None
+    if len(rest) == 2 and rest[0].isdigit():
+        return True, int(rest[0])
+    return False, None
+
+
+def start_child(ctx: Ctx, sp: StepPlan, ss: StepState, target: Target, index: int | None) -> None:
     st = ctx.state
     ref = sp.workflow
-    ss.attempts += 1
-    child_id = f"{st.id}.{sp.id}.{ctx.next_seq()}"
-    ss.child_id = ss.task_id = child_id
-    ss.status = StepStatus.RUNNING
+    target.attempts += 1
+    if target.attempts > ss.attempts:
+        ss.attempts = target.attempts
+    child = child_id(st.id, sp.id, index, ctx.next_seq())
+    target.task_id = child
+    target.status = StepStatus.RUNNING
+    if index is None:
+        ss.child_id = child
+    payload = target.input if isinstance(target, ItemState) else ss.input
     ctx.commands.append(
         StartChild(
-            child_id=child_id,
+            child_id=child,
             workflow=ref.name if ref is not None else "",
             version=ref.version if ref is not None else None,
-            input=ss.input,
+            input=payload,
             parent_step_id=sp.id,
             deadline=st.deadline,
         )
     )
     if sp.timeout is not None:
-        ss.timer = ctx.step_timer("timeout", sp.id, None, ctx.now + sp.timeout)
+        target.timer = ctx.step_timer("timeout", sp.id, index, ctx.now + sp.timeout)
 
 
 def start_wait(ctx: Ctx, sp: StepPlan, ss: StepState) -> None:
@@ -218,13 +242,14 @@ def attempt_failed(
     if should_retry(sp.retry, target.attempts, error):
         delay = retry_delay(sp.retry, target.attempts, ctx.state.id, sp.id, index)
         target.timer = ctx.step_timer("retry", sp.id, index, ctx.now + delay)
-        ctx.emit(
+        _emit(
+            ctx,
             "step.retrying",
             sp.id,
+            index,
             attempt=target.attempts,
             delay=delay,
             error=error.type,
-            item=index,
         )
         return
     if isinstance(target, ItemState):
@@ -292,28 +317,21 @@ def timed_out(ctx: Ctx, sp: StepPlan, ss: StepState, index: int | None) -> None:
         return
     error = _error(sp, TIMEOUT_ERROR, f"timed out after {sp.timeout}s")
     task = ctx.state.tasks.get(target.task_id or "")
-    if task is not None and task.step_type != "function":
-        cancel_task(ctx, task.id)
-        target.task_id = None
-        if task.step_type == "compensation":
-            compensation_outcome(ctx, sp, ss, error)
-        else:
-            ctx.emit("step.fallback_failed", sp.id, error=TIMEOUT_ERROR)
-            next_fallback(ctx, sp, ss)
+    cancel_call(ctx, sp, target)  # a late result of this call will be dropped
+    if task is not None and task.step_type == "compensation":
+        compensation_outcome(ctx, sp, ss, error)
+        return
+    if task is not None and task.step_type == "fallback":
+        ctx.emit("step.fallback_failed", sp.id, error=TIMEOUT_ERROR)
+        next_fallback(ctx, sp, ss)
         return
     if sp.kind is StepKind.FUNCTION:
         record_breaker(ctx, sp, success=False)
     action = sp.timeout_action
+    _emit(ctx, "step.timed_out", sp.id, index, action=str(action))
     if action is TimeoutAction.RETRY:
-        if isinstance(target, ItemState):
-            cancel_task(ctx, target.task_id)
-            target.task_id = None
-        else:
-            cancel_step_work(ctx, sp, ss)
-        ctx.emit("step.timed_out", sp.id, item=index, action=str(action))
         attempt_failed(ctx, sp, ss, index, error)
         return
-    ctx.emit("step.timed_out", sp.id, item=index, action=str(action))
     if isinstance(target, ItemState):
         close_item(ss, target, StepStatus.TIMED_OUT, error)
     cancel_step_work(ctx, sp, ss)
@@ -324,6 +342,12 @@ def timed_out(ctx: Ctx, sp: StepPlan, ss: StepState, index: int | None) -> None:
         next_fallback(ctx, sp, ss)
     else:
         fail_step(ctx, sp, ss, error, StepStatus.TIMED_OUT)
+
+
+def _emit(ctx: Ctx, kind: str, step_id: str, index: int | None, **data: Any) -> None:
+    if index is not None:
+        data["item"] = index
+    ctx.emit(kind, step_id, **data)
 
 
 def _error(sp: StepPlan, type_: str, what: str) -> ErrorInfo:
