@@ -1,5 +1,8 @@
 """Magic Flow: YAML workflows, durable orchestration, executors over a message broker."""
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from magicflow.errors import (
     MagicFlowError,
     NonRetryableError,
@@ -16,7 +19,25 @@ from magicflow.executor import (
 
 __version__ = "0.1.0"
 
+# Imported on first use: they pull in asyncio and the backends, which a handlers module
+# (or `magic-flow validate`) should not pay for.
+_LAZY = {"Engine": "magicflow.service.engine", "Executor": "magicflow.executor"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'magicflow' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+if TYPE_CHECKING:
+    from magicflow.executor import Executor
+    from magicflow.service.engine import Engine
+
 __all__ = [
+    "Engine",
+    "Executor",
     "MagicFlowError",
     "NonRetryableError",
     "Registry",

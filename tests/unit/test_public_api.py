@@ -11,6 +11,8 @@ import magicflow.executor
 
 def test_public_names_are_pinned() -> None:
     assert sorted(magicflow.__all__) == [
+        "Engine",
+        "Executor",
         "MagicFlowError",
         "NonRetryableError",
         "Registry",
