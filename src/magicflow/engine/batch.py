@@ -175,8 +175,6 @@ class Batch:
 
     def _breakers_of(self, txn: Txn) -> list[tuple[str, bytes]]:
         """Breakers are shared: each is written by the transition that updated it last."""
-        if not self.breaker_writes:
-            return []
         return [(f, _encode(b)) for f, (t, b) in self.breaker_writes.items() if t is txn]
 
 

@@ -120,7 +120,10 @@ class Driver:
         await self._tg.__aenter__()
         self._loop_task = self._tg.create_task(self._run(), name="magicflow-driver")
         self._helpers = [
-            self._tg.create_task(consume_results(self.broker, self.deliver), name="mf-results"),
+            self._tg.create_task(
+                consume_results(self.broker, self.deliver, stopping=lambda: self._stopping),
+                name="magicflow-results",
+            ),
             self._tg.create_task(self._relay.run(), name="magicflow-relay"),
         ]
         return self
@@ -134,9 +137,9 @@ class Driver:
         """Stop taking work, let the batch under way commit, then cancel the helpers."""
         assert self._tg is not None
         assert self._loop_task is not None
+        self._stopping = True
         for task in self._helpers:
             task.cancel()
-        self._stopping = True
         self._wake()
         if exc is None:
             await asyncio.shield(self._loop_task)
@@ -208,6 +211,11 @@ class Driver:
             futures.remove(future)
             if not futures:
                 del self._watchers[execution_id]
+
+    def is_live(self, execution_id: str) -> bool:
+        """True while this driver holds the execution's live state: its end will be seen by
+        ``watch`` without reading the store."""
+        return execution_id in self._cache
 
     def add_listener(self, listener: Listener) -> None:
         """``listener(execution_id, emits)`` after each committed transition that emitted."""

@@ -92,10 +92,12 @@ async def consume_results(
     *,
     batch: int = 1000,
     wait: float = 30.0,
+    stopping: Callable[[], bool] = lambda: False,
 ) -> None:
-    """Feed result messages to the driver until cancelled."""
+    """Feed result messages to the driver until cancelled (or ``stopping()``: a broker may
+    swallow a cancellation that races with a message arriving)."""
     decode_errors = (msgspec.DecodeError, msgspec.ValidationError)
-    while True:
+    while not stopping():
         try:
             deliveries = await broker.receive(RESULTS_QUEUE, batch, wait)
         except Exception:
