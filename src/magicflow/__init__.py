@@ -9,19 +9,20 @@ from magicflow.errors import (
     StepError,
     WorkflowValidationError,
 )
-from magicflow.executor import (
-    Registry,
-    StepContext,
-    default_registry,
-    function,
-    load_handlers,
-)
 
 __version__ = "0.1.0"
 
-# Imported on first use: they pull in asyncio and the backends, which a handlers module
-# (or `magic-flow validate`) should not pay for.
-_LAZY = {"Engine": "magicflow.service.engine", "Executor": "magicflow.executor"}
+# Imported on first use, so that `import magicflow` (and `magic-flow validate`) stays fast:
+# the executor pulls in msgspec and logging, the engine asyncio and the backends.
+_LAZY = {
+    "Engine": "magicflow.service.engine",
+    "Executor": "magicflow.executor",
+    "Registry": "magicflow.executor",
+    "StepContext": "magicflow.executor",
+    "default_registry": "magicflow.executor",
+    "function": "magicflow.executor",
+    "load_handlers": "magicflow.executor",
+}
 
 
 def __getattr__(name: str) -> Any:
@@ -32,7 +33,14 @@ def __getattr__(name: str) -> Any:
 
 
 if TYPE_CHECKING:
-    from magicflow.executor import Executor
+    from magicflow.executor import (
+        Executor,
+        Registry,
+        StepContext,
+        default_registry,
+        function,
+        load_handlers,
+    )
     from magicflow.service.engine import Engine
 
 __all__ = [
