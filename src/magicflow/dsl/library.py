@@ -12,6 +12,7 @@ import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from magicflow.dsl.compile import RefSite, ValidationResult, load_workflow
 from magicflow.dsl.diagnostics import Diagnostic
@@ -25,9 +26,15 @@ __all__ = ["WorkflowLibrary", "load_library", "version_key"]
 _PART = re.compile(r"\d+|[^\d.+-]+")
 
 
-def version_key(version: str) -> tuple[tuple[int, int | str], ...]:
-    """Sort key for versions: ``1.10.0`` after ``1.9.2``; numbers rank above words."""
-    return tuple((1, int(p)) if p.isdigit() else (0, p) for p in _PART.findall(version))
+def version_key(version: str) -> tuple[Any, ...]:
+    """Sort key for versions: ``1.10.0`` after ``1.9.2``, ``2.0.0-rc1`` before ``2.0.0``."""
+    main, _, pre = version.partition("+")[0].partition("-")
+    release = tuple(_parts(main))
+    return (release, (0, tuple(_parts(pre))) if pre else (1,))
+
+
+def _parts(text: str) -> list[tuple[int, int | str]]:
+    return [(1, int(p)) if p.isdigit() else (0, p) for p in _PART.findall(text)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +63,7 @@ class WorkflowLibrary:
                     f"{known.result.file}, differently"
                 )
                 return [Diagnostic(result.file, 1, 1, message)]
-            return []
+        # The same document read again (another path to one file): the last one names it.
         versions[result.version] = _Known(result, result.plan if result.valid else None)
         return []
 

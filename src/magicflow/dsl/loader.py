@@ -222,7 +222,12 @@ class _Composer:
         tag = event.tag
         text = event.value
         if tag is None and not event.style and event.implicit[0]:
-            if text.isdigit() and text.isascii() and (text[0] != "0" or len(text) == 1):
+            if (
+                text.isdigit()
+                and text.isascii()
+                and (text[0] != "0" or len(text) == 1)
+                and len(text) < 19
+            ):
                 return int(text)  # the common case, without the regular expressions
             tag = _implicit_tag(text)
         elif tag is None or tag == "!":
