@@ -47,9 +47,9 @@ def build_plan(
 ) -> WorkflowPlan:
     inherited = merge_defaults(server, data.get("defaults"))
     by_id = {step.id: step for step in steps if step.id is not None}
+    lines = source_map.item_lines(("steps",))
     plans = [
-        _step_plan(by_id[step_id], graph, compiled, inherited, source_map)
-        for step_id in graph.order
+        _step_plan(by_id[step_id], graph, compiled, inherited, lines) for step_id in graph.order
     ]
     refs = frozenset(p.workflow for p in plans if p.workflow is not None)
     output = compiled.get(("output",))
@@ -73,7 +73,7 @@ def build_plan(
 
 
 def _step_plan(
-    step: StepInfo, graph: Graph, compiled: Compiled, inherited: Defaults, source_map: SourceMap
+    step: StepInfo, graph: Graph, compiled: Compiled, inherited: Defaults, lines: list[int]
 ) -> StepPlan:
     raw = step.data
     path = step.path
@@ -109,7 +109,7 @@ def _step_plan(
         compensation=_compensation(raw.get("compensation"), compiled, path),
         queue=raw.get("queue", inherited.queue),
         continue_on_failure=bool(raw.get("continue_on_failure", False)),
-        line=source_map.value(path).line,
+        line=lines[step.position] if step.position < len(lines) else 0,
     )
 
 

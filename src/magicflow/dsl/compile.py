@@ -16,7 +16,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from magicflow.dsl.build import build_plan
 from magicflow.dsl.diagnostics import Diagnostic
@@ -44,8 +44,7 @@ __all__ = [
 _CACHE_SIZE = 256
 
 
-@dataclass(frozen=True, slots=True)
-class RefSite:
+class RefSite(NamedTuple):
     """A ``workflow:`` step, where it is written: to resolve sub-workflows among files."""
 
     step_id: str
@@ -77,8 +76,7 @@ class ValidationResult:
         return self.plan
 
 
-@dataclass(frozen=True, slots=True)
-class _Entry:
+class _Entry(NamedTuple):
     plan: WorkflowPlan
     refs: tuple[RefSite, ...]
 
@@ -113,7 +111,11 @@ def parse_workflow(
         return ValidationResult(
             filename, plan, [], plan.name, plan.version, entry.refs, plan.document
         )
-    result = _validate(source, filename, limits, defaults)
+    try:
+        result = _validate(source, filename, limits, defaults)
+    except Exception as exc:  # a bug of ours must still reach the user as one readable line
+        message = f"internal error while validating: {type(exc).__name__}: {exc} (please report it)"
+        return ValidationResult(filename, None, [Diagnostic(filename, 1, 1, message)])
     if result.plan is not None:
         with _lock:
             _cache[key] = _Entry(result.plan, result.refs)

@@ -11,8 +11,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from magicflow.dsl.compile import RefSite, ValidationResult, load_workflow
 from magicflow.dsl.diagnostics import Diagnostic
@@ -37,8 +36,7 @@ def _parts(text: str) -> list[tuple[int, int | str]]:
     return [(1, int(p)) if p.isdigit() else (0, p) for p in _PART.findall(text)]
 
 
-@dataclass(frozen=True, slots=True)
-class _Known:
+class _Known(NamedTuple):
     result: ValidationResult
     plan: WorkflowPlan | None
 

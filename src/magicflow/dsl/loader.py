@@ -16,8 +16,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 
@@ -41,8 +40,7 @@ _MERGE: Any = object()
 _INVALID: Any = object()
 
 
-@dataclass(slots=True)
-class LoadedDocument:
+class LoadedDocument(NamedTuple):
     """``data`` is the top-level mapping, or None when the text is not a usable document."""
 
     data: dict[str, Any] | None

@@ -10,8 +10,7 @@ workflow ``output`` may read any step.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from magicflow.dsl.expressions import (
     Expression,
@@ -30,8 +29,7 @@ __all__ = ["Compiled", "compile_expressions"]
 Compiled = dict[Path, Expression | Template]
 
 
-@dataclass(frozen=True, slots=True)
-class _Site:
+class _Site(NamedTuple):
     """One place that holds expressions, and what they may read there."""
 
     path: Path

@@ -5,6 +5,7 @@ from __future__ import annotations
 import codecs
 import re
 from dataclasses import dataclass
+from functools import cache
 from typing import Any, NamedTuple
 
 from magicflow.dsl.diagnostics import Diagnostic
@@ -76,6 +77,19 @@ class SourceMap:
             node = self.nodes.get(id(container)) if isinstance(container, dict | list) else None
         return found, key, True
 
+    def item_lines(self, path: Path) -> list[int]:
+        """The line of each item of the list at ``path`` (1-based), or [] if unknown."""
+        container: Any = self.root
+        try:
+            for part in path:
+                container = container[part]
+        except (LookupError, TypeError):
+            return []
+        node = self.nodes.get(id(container))
+        if node is None or not isinstance(node.children, list):
+            return []
+        return [_to_span(mark).line for mark in node.children]
+
     def value(self, path: Path) -> Span:
         return _to_span(self._walk(path)[0])
 
@@ -119,7 +133,15 @@ def _inner_column(event: Any) -> int:
     return int(start.column) + 1 + quoted
 
 
-_BAD_CHAR = re.compile("[^\t\n\r\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+_BAD_ASCII = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+@cache
+def _bad_char() -> re.Pattern[str]:
+    """Characters YAML refuses; compiled on first non-ASCII text (it costs ~10 ms)."""
+    return re.compile("[^\t\n\r\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
 _BOMS = (
     (codecs.BOM_UTF32_LE, "utf-32"),
     (codecs.BOM_UTF32_BE, "utf-32"),
@@ -148,7 +170,7 @@ def decode_source(
             return None, [_decode_error(source, exc, encoding, filename)]
     else:
         text = source
-    bad = _BAD_CHAR.search(text)
+    bad = (_BAD_ASCII if text.isascii() else _bad_char()).search(text)
     if bad is None:
         return text, []
     line = text.count("\n", 0, bad.start()) + 1

@@ -200,6 +200,8 @@ def _key_hint(key: str, record: Record) -> str:
 
 def _exactly_one(value: dict[str, Any], record: Record, path: Path, rep: Reporter) -> None:
     present = [name for name in record.exactly_one if name in value]
+    if len(present) == 1:
+        return
     choices = one_of(record.exactly_one)
     if not present:
         rep.at(path, f"a {record.name} needs one of {choices}")

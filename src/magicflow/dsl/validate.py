@@ -8,8 +8,7 @@ lists every problem. Expressions are compiled and scope-checked by ``dsl.scope``
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from magicflow.dsl.dag import Graph, resolve_graph
 from magicflow.dsl.policies import Defaults
@@ -38,23 +37,24 @@ _NOT_FOR: dict[str, dict[str, str]] = {
 }
 
 
-@dataclass(slots=True)
 class StepInfo:
     """A step mapping of the document, as far as it could be understood."""
 
-    position: int
-    data: dict[str, Any]
-    id: str | None  # None when missing, malformed or a duplicate
-    kind: str | None
-    deps: list[str] = field(default_factory=list)  # entries that name existing steps
+    __slots__ = ("data", "deps", "id", "kind", "position")
+
+    def __init__(self, position: int, data: dict[str, Any], step_id: str | None, kind: str | None):
+        self.position = position
+        self.data = data
+        self.id = step_id  # None when missing, malformed or a duplicate
+        self.kind = kind
+        self.deps: list[str] = []  # entries that name existing steps
 
     @property
     def path(self) -> Path:
         return ("steps", self.position)
 
 
-@dataclass(slots=True)
-class Analysis:
+class Analysis(NamedTuple):
     steps: list[StepInfo]
     ids: frozenset[str]
     graph: Graph

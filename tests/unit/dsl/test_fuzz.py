@@ -59,6 +59,7 @@ def assert_only_diagnostics(source: str | bytes) -> ValidationResult:
         assert diagnostic.col >= 1
         assert diagnostic.message
         assert "\n" not in diagnostic.format()
+        assert not diagnostic.message.startswith("internal error"), diagnostic.message
     assert result.diagnostics == sorted(result.diagnostics)
     assert (result.plan is None) == bool(result.diagnostics)
     return result
