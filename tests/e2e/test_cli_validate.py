@@ -140,3 +140,15 @@ def test_validating_a_small_file_imports_nothing_heavy(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_standard_input() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "magicflow", "validate", "-"],
+        input='name: s\nversion: "1"\nsteps: [{id: a, functon: f}]\n',
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert done.stdout.splitlines()[0].startswith("<stdin>:3:")

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import sys
 from enum import StrEnum
 from typing import Annotated
 
 import typer
 
 from magicflow.cli.app import app
-from magicflow.dsl import ValidationResult, WorkflowLibrary, load_workflow
+from magicflow.dsl import Limits, ValidationResult, WorkflowLibrary, load_workflow, parse_workflow
 
 
 class Format(StrEnum):
@@ -20,7 +21,8 @@ class Format(StrEnum):
 @app.command("validate")
 def validate(
     files: Annotated[
-        list[str], typer.Argument(metavar="FILE...", help="Workflow YAML files to check.")
+        list[str],
+        typer.Argument(metavar="FILE...", help="Workflow YAML files to check ('-': stdin)."),
     ],
     fmt: Annotated[
         Format, typer.Option("--format", help="text (FILE:LINE:COL: error: ...) or json.")
@@ -41,7 +43,7 @@ def validate(
 
 
 def _validate_all(files: list[str]) -> list[ValidationResult]:
-    results = [load_workflow(name) for name in dict.fromkeys(files)]
+    results = [_read(name) for name in dict.fromkeys(files)]
     library = WorkflowLibrary()
     by_file = {result.file: result for result in results}
     for result in results:
@@ -51,6 +53,12 @@ def _validate_all(files: list[str]) -> list[ValidationResult]:
     for result in results:
         result.diagnostics.sort()
     return results
+
+
+def _read(name: str) -> ValidationResult:
+    if name == "-":
+        return parse_workflow(sys.stdin.buffer.read(Limits().max_bytes + 1), "<stdin>")
+    return load_workflow(name)
 
 
 def _print_text(results: list[ValidationResult]) -> None:

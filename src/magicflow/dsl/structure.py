@@ -204,7 +204,10 @@ def _exactly_one(value: dict[str, Any], record: Record, path: Path, rep: Reporte
         return
     choices = one_of(record.exactly_one)
     if not present:
-        rep.at(path, f"a {record.name} needs one of {choices}")
+        fields = _fields(record)
+        typos = [key for key in value if key not in fields and suggest(key, record.exactly_one)]
+        if not typos:  # else "unknown key 'functon' (did you mean 'function'?)" says it all
+            rep.at(path, f"a {record.name} needs one of {choices}")
     for extra in present[1:]:
         message = f"{extra!r} cannot be combined with {present[0]!r}: a {record.name} has"
         rep.at_key((*path, extra), f"{message} exactly one of {choices}")

@@ -245,3 +245,45 @@ def test_every_problem_in_one_pass() -> None:
         head="timeout_action: nope\n",
     )
     assert len(messages(text)) == 6
+
+
+@pytest.mark.parametrize(
+    ("step", "message"),
+    [
+        ("function: 'my fn'", "invalid 'function' 'my fn': use a registered function name"),
+        ("workflow: Kyc@1", "invalid 'workflow' 'Kyc@1': use a workflow name, or name@version"),
+        ("workflow: kyc@", "invalid 'workflow' 'kyc@': use a workflow name, or name@version"),
+        ("wait_for: 'two words'", "invalid 'wait_for' 'two words': use letters, digits"),
+        ("sleep: 0", "'sleep': a duration must be positive, got 0"),
+        ("function: ''", "'function' must not be empty"),
+    ],
+)
+def test_kind_values(step: str, message: str) -> None:
+    [found] = messages(with_steps(f"- id: a\n  {step}\n"))
+    assert found.startswith(message)
+
+
+def test_error_type_names() -> None:
+    text = with_steps("- id: a\n  function: f\n  retry_config: {non_retryable_errors: [a b]}\n")
+    assert messages(text) == [
+        "invalid 'non_retryable_errors' entries 'a b': "
+        "use an exception class name, like ValidationError"
+    ]
+
+
+def test_kind_values_accepted() -> None:
+    text = with_steps(
+        """\
+        - {id: a, function: billing.charge_card}
+        - {id: b, workflow: kyc-check@1.0.0-rc.1}
+        - {id: c, wait_for: order.approved}
+        - {id: d, sleep: 1.5}
+        """
+    )
+    assert check(text).valid
+
+
+def test_a_misspelt_kind_is_one_problem_not_two() -> None:
+    assert messages(with_steps("- id: a\n  functon: f\n")) == [
+        "unknown key 'functon' (did you mean 'function'?)"
+    ]
