@@ -13,7 +13,7 @@ plan's ``input_schema``; ``json_schema`` is the JSON Schema of the language.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from magicflow.dsl.compile import (
     RefSite,
@@ -43,9 +43,6 @@ from magicflow.dsl.plan import (
 from magicflow.dsl.policies import Defaults
 from magicflow.dsl.schema import json_schema
 from magicflow.dsl.source import Limits
-
-if TYPE_CHECKING:
-    from magicflow.dsl.plan import WorkflowPlan as _Plan
 
 __all__ = [
     "BreakerPolicy",
@@ -80,7 +77,7 @@ __all__ = [
 ]
 
 
-def validate_input(plan: _Plan, value: Any) -> list[str]:
+def validate_input(plan: WorkflowPlan, value: Any) -> list[str]:
     """Every way ``value`` fails ``plan.input_schema`` (each message names the field)."""
     if plan.input_schema is None:
         return []

@@ -60,18 +60,7 @@ def _step_sites(step: StepInfo) -> Iterator[_Site]:
             yield _Site((*step.path, key), value, True, False)
     if "input" in raw:
         yield _Site((*step.path, "input"), raw["input"], False, fan_out)
-    fallback = raw.get("fallback")
-    options = (
-        [((), fallback)]
-        if isinstance(fallback, dict)
-        else list(enumerate(fallback))
-        if isinstance(fallback, list)
-        else []
-    )
-    for index, option in options:
-        if not isinstance(option, dict):
-            continue
-        base = (*step.path, "fallback", *((index,) if isinstance(index, int) else ()))
+    for base, option in _fallback_options(raw.get("fallback"), (*step.path, "fallback")):
         for key in ("output", "input"):
             if key in option:
                 yield _Site((*base, key), option[key], False, fan_out)
@@ -79,6 +68,15 @@ def _step_sites(step: StepInfo) -> Iterator[_Site]:
     if isinstance(compensation, dict) and "input" in compensation:
         path = (*step.path, "compensation", "input")
         yield _Site(path, compensation["input"], False, fan_out, allow_self=True)
+
+
+def _fallback_options(fallback: Any, path: Path) -> list[tuple[Path, dict[str, Any]]]:
+    """A single fallback mapping, or each mapping of a chain, with its path."""
+    if isinstance(fallback, dict):
+        return [(path, fallback)]
+    if isinstance(fallback, list):
+        return [((*path, i), o) for i, o in enumerate(fallback) if isinstance(o, dict)]
+    return []
 
 
 class _Checker:

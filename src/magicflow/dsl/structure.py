@@ -13,7 +13,8 @@ from typing import Any
 
 from magicflow.dsl.durations import DurationError, parse_duration
 from magicflow.dsl.report import Reporter
-from magicflow.dsl.schema import (
+from magicflow.dsl.source import Path
+from magicflow.dsl.spec import (
     Boolean,
     Choice,
     Duration,
@@ -29,7 +30,6 @@ from magicflow.dsl.schema import (
     Template,
     Text,
 )
-from magicflow.dsl.source import Path
 from magicflow.dsl.text import clip, describe, did_you_mean, one_of, suggest
 
 __all__ = ["check", "field_name"]

@@ -4,7 +4,8 @@ import re
 
 import pytest
 
-from magicflow.dsl.schema import Record, records
+from magicflow.dsl.schema import records
+from magicflow.dsl.spec import Record
 from tests.unit.dsl.support import REPO, check
 
 REFERENCE = (REPO / "docs" / "yaml-reference.md").read_text(encoding="utf-8")
