@@ -147,13 +147,15 @@ class Batch:
 
     def transitions(self) -> list[Transition]:
         now = self.now
+        record_events = self.record_events
+        breakers = self.breaker_writes
         out: list[Transition] = []
         for txn in self.txns.values():
             state = txn.state
             if state is None or not txn.items:
                 continue
-            events = _encode(txn.emits) if txn.emits and self.record_events else None
-            txn.transition = Transition(
+            timers_set = txn.timers_set
+            txn.transition = transition = Transition(
                 txn.execution_id,
                 txn.expected,
                 _encode(state),
@@ -163,14 +165,14 @@ class Batch:
                 state.parent_id,
                 state.created_at or now,
                 now,
-                list(txn.timers_set.items()),
-                list(txn.timers_del),
+                list(timers_set.items()) if timers_set else (),
+                list(txn.timers_del) if txn.timers_del else (),
                 txn.outbox,
-                self._breakers_of(txn),
+                self._breakers_of(txn) if breakers else (),
                 txn.idempotency_key,
-                events,
+                _encode(txn.emits) if txn.emits and record_events else None,
             )
-            out.append(txn.transition)
+            out.append(transition)
         return out
 
     def _breakers_of(self, txn: Txn) -> list[tuple[str, bytes]]:

@@ -11,6 +11,8 @@
   messages travel through the store's outbox, so a crash between commit and publish only
   re-publishes them (at least once); results carry their task id, so a duplicate is dropped
   by ``decide``.
+- Pipelined: batch N+1 is decided (``engine.deciding``) while batch N commits on the store's
+  thread; N+1 is submitted once N has committed and been acted on.
 - Embedded mode owns every execution: live states are cached, so a result costs no read. A
   commit conflict (another writer) evicts the cached state; its events are decided again.
 - Never polls: the loop sleeps on a future woken by a new event or by the next timer's due
@@ -23,7 +25,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable
 from types import TracebackType
 
 import msgspec
@@ -31,39 +33,27 @@ import msgspec
 from magicflow.brokers.base import Broker, Delivery
 from magicflow.dsl.plan import WorkflowPlan
 from magicflow.engine.batch import Batch, Decide, Item, Txn
+from magicflow.engine.deciding import Decider, ResolvePlan, fail
 from magicflow.engine.model import (
     BreakerState,
     CancelTask,
-    ChildFinished,
     Emit,
     Event,
-    ExecutionState,
-    ExecutionStatus,
     Recover,
     Start,
-    StartChild,
     TimerFired,
 )
 from magicflow.engine.relay import OutboxRelay, consume_results
 from magicflow.engine.timers import TimerHeap
-from magicflow.errors import ConflictError, MagicFlowError, NotFoundError
-from magicflow.messages import ErrorInfo
-from magicflow.stores.base import Store
+from magicflow.errors import ConflictError, MagicFlowError
+from magicflow.stores.base import CommitResult, Store
 
 logger = logging.getLogger(__name__)
 
-ResolvePlan = Callable[[str, str | None], Awaitable[WorkflowPlan]]
 Listener = Callable[[str, list[Emit]], None]
+_Inflight = tuple[Batch, list[int], asyncio.Future[CommitResult], float]
 
-_decode_state = msgspec.json.Decoder(ExecutionState).decode
 _decode_breaker = msgspec.json.Decoder(BreakerState).decode
-
-
-class _Live:
-    __slots__ = ("plan", "state", "version")
-
-    def __init__(self, version: int, state: ExecutionState, plan: WorkflowPlan) -> None:
-        self.version, self.state, self.plan = version, state, plan
 
 
 class Driver:
@@ -90,14 +80,12 @@ class Driver:
         on_cancel_task: Callable[[CancelTask], None] | None = None,
     ) -> None:
         self.store, self.broker = store, broker
-        self._decide, self._resolve = decide, resolve_plan
+        self._decider = Decider(store, decide, resolve_plan, record_events=record_events)
         self._clock = clock
         self.batch_size, self.max_inbox = batch_size, max_inbox
-        self._recover, self._record_events = recover, record_events
+        self._recover = recover
         self.on_cancel_task = on_cancel_task
         self._inbox: deque[Item] = deque()
-        self._cache: dict[str, _Live] = {}
-        self._breakers: dict[str, BreakerState] = {}
         self._timers = TimerHeap()
         self._done_outbox: list[int] = []
         self._relay = OutboxRelay(broker, self._done_outbox.extend)
@@ -108,9 +96,11 @@ class Driver:
         self._stopping = False
         self._tg: asyncio.TaskGroup | None = None
         self._loop_task: asyncio.Task[None] | None = None
+        self._inflight: _Inflight | None = None
         self._helpers: list[asyncio.Task[None]] = []
         self.transitions = 0  # committed, for metrics
         self.batches = 0
+        self.timings = {"decide": 0.0, "commit": 0.0, "act": 0.0}  # seconds, cumulative
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -147,15 +137,22 @@ class Driver:
         try:
             await self._tg.__aexit__(exc_type, exc, tb)
         finally:
+            if self._inflight is not None:  # let the store finish what it is writing
+                commit = self._inflight[2]
+                self._inflight = None
+                await asyncio.wait([commit])
+                if not commit.cancelled() and commit.exception() is not None:
+                    logger.error("the last commit failed: %s", commit.exception())
             for futures in list(self._watchers.values()):
                 for future in list(futures):
                     future.cancel()
         return None
 
     async def _start_up(self) -> None:
-        self._breakers = {
-            name: _decode_breaker(blob) for name, blob in (await self.store.load_breakers()).items()
-        }
+        breakers = await self.store.load_breakers()
+        self._decider.breakers.update(
+            (name, _decode_breaker(blob)) for name, blob in breakers.items()
+        )
         for timer in await self.store.all_timers():
             self._timers.set(timer.execution_id, timer.key, timer.due)
         if not self._recover:
@@ -202,10 +199,11 @@ class Driver:
         terminal status commits."""
         future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         self._watchers.setdefault(execution_id, []).append(future)
-        future.add_done_callback(lambda f: self._unwatch(execution_id, f))
         return future
 
-    def _unwatch(self, execution_id: str, future: asyncio.Future[bytes]) -> None:
+    def unwatch(self, execution_id: str, future: asyncio.Future[bytes]) -> None:
+        """Stop watching (a ``watch`` future that was given up before it was resolved)."""
+        future.cancel()
         futures = self._watchers.get(execution_id)
         if futures and future in futures:
             futures.remove(future)
@@ -215,7 +213,7 @@ class Driver:
     def is_live(self, execution_id: str) -> bool:
         """True while this driver holds the execution's live state: its end will be seen by
         ``watch`` without reading the store."""
-        return execution_id in self._cache
+        return execution_id in self._decider.cache
 
     def add_listener(self, listener: Listener) -> None:
         """``listener(execution_id, emits)`` after each committed transition that emitted."""
@@ -242,14 +240,29 @@ class Driver:
     # ------------------------------------------------------------------ the loop
 
     async def _run(self) -> None:
+        """Decide batch N+1 while batch N commits (on the store's thread); settle N, then
+        submit N+1. Nothing of N+1 is published before N+1 itself has committed."""
         inbox = self._inbox
         while True:
             for execution_id, key in self._timers.pop_due(self._clock()):
                 inbox.append(Item(execution_id, TimerFired(key)))
+            batch: Batch | None = None
             if inbox:
                 count = min(len(inbox), self.batch_size)
-                await self._process([inbox.popleft() for _ in range(count)])
+                began = time.perf_counter()
+                items = [inbox.popleft() for _ in range(count)]
+                batch = await self._decider.decide_batch(items, self._clock())
+                if self._decider.redo:
+                    inbox.extendleft(reversed(self._decider.redo))
+                    self._decider.redo.clear()
+                self.timings["decide"] += time.perf_counter() - began
                 self._make_room()
+            if self._inflight is not None:
+                await self._finish(batch)
+            if batch is not None:
+                self._submit(batch)
+            elif self._inflight is not None or inbox:
+                continue
             elif self._done_outbox:
                 done, self._done_outbox[:] = list(self._done_outbox), []
                 await self.store.delete_outbox(done)
@@ -277,131 +290,51 @@ class Driver:
         if room is not None and not room.done() and len(self._inbox) <= self.max_inbox // 2:
             room.set_result(None)
 
-    async def _process(self, items: list[Item]) -> None:
-        batch = Batch(self._decide, self._clock(), self._breakers, self._record_events)
-        queue = deque(items)
-        while queue:
-            await self._load(batch, queue)
-            while queue:
-                self._decide_one(batch, queue.popleft())
-            queue.extend(batch.follow_ups)
-            batch.follow_ups.clear()
-            queue.extend(await self._child_starts(batch))
+    # ------------------------------------------------------------------ committing
+
+    def _submit(self, batch: Batch) -> None:
         transitions = batch.transitions()
         done, self._done_outbox[:] = list(self._done_outbox), []
+        commit = asyncio.ensure_future(self.store.commit(transitions, done))
+        self._inflight = (batch, done, commit, time.perf_counter())
+
+    async def _finish(self, following: Batch | None) -> None:
+        """Wait for the commit in flight and act on it; ``following`` (decided on top of it,
+        not submitted yet) loses what was decided on a state that did not commit."""
+        assert self._inflight is not None
+        batch, done, commit, began = self._inflight
         try:
-            result = await self.store.commit(transitions, done)
+            result = await asyncio.shield(commit)
+        except asyncio.CancelledError:
+            raise
         except Exception:
-            logger.exception("committing %d transition(s) failed; retrying", len(transitions))
+            self._inflight = None
+            logger.exception("committing a batch failed; deciding it again")
             self._done_outbox.extend(done)
-            self._retry(batch)
+            self._redo(batch, following, set(batch.txns), conflicted=False)
             await asyncio.sleep(0.5)
             return
+        self._inflight = None
+        settled = time.perf_counter()
+        self.timings["commit"] += settled - began
         self.batches += 1
-        self.transitions += len(transitions) - len(result.conflicts)
+        self.transitions += sum(1 for t in batch.txns.values() if t.transition) - len(
+            result.conflicts
+        )
         acks = self._settle(batch, result.conflicts)
+        if result.conflicts:
+            self._redo(batch, following, result.conflicts, conflicted=True)
         if result.outbox:
             self._done_outbox.extend(await self._relay.publish(result.outbox))
         if acks:
             await self._ack(acks)
-
-    async def _load(self, batch: Batch, queue: Iterable[Item]) -> None:
-        """Bring the states the batch needs (and their plans) into the cache."""
-        cache, txns = self._cache, batch.txns
-        missing = {
-            item.execution_id
-            for item in queue
-            if item.execution_id not in cache
-            and item.execution_id not in txns
-            and not isinstance(item.event, Start)
-        }
-        if not missing:
-            return
-        for execution_id, (version, blob) in (await self.store.load_many(list(missing))).items():
-            state = _decode_state(blob)
-            try:
-                plan = await self._resolve(state.workflow, state.version)
-            except NotFoundError:
-                logger.error(
-                    "execution %s: workflow %s@%s is not registered",
-                    execution_id,
-                    state.workflow,
-                    state.version,
-                )
-                continue
-            cache[execution_id] = _Live(version, state, plan)
-
-    def _decide_one(self, batch: Batch, item: Item) -> None:
-        execution_id, event = item.execution_id, item.event
-        txn = batch.txns.get(execution_id)
-        if txn is None:
-            live = self._cache.get(execution_id)
-            if live is not None:
-                txn = Txn(execution_id, live.state, live.version, live.plan)
-            elif isinstance(event, Start) and item.plan is not None:
-                txn = Txn(execution_id, None, 0, item.plan)
-            else:
-                _fail(item, NotFoundError(f"no execution {execution_id!r}"))
-                batch.dropped.append(item)
-                return
-            batch.txns[execution_id] = txn
-        if isinstance(event, Start) and txn.state is not None:
-            _fail(item, ConflictError(f"execution {execution_id!r} already exists"))
-            batch.dropped.append(item)
-            return
-        try:
-            batch.apply(txn, item)
-        except Exception as exc:  # decide is total; this is a bug: keep the loop alive
-            logger.exception(
-                "deciding %s for execution %s failed", type(event).__name__, execution_id
-            )
-            _fail(item, exc)
-            batch.dropped.append(item)
-            del batch.txns[execution_id]
-            self._cache.pop(execution_id, None)
-            self._inbox.extendleft(reversed(txn.items))
-
-    async def _child_starts(self, batch: Batch) -> list[Item]:
-        items: list[Item] = []
-        for parent_id, command in batch.child_starts:
-            try:
-                plan = await self._resolve(command.workflow, command.version)
-            except NotFoundError as exc:
-                items.append(Item(parent_id, _child_failed(command, exc)))
-                continue
-            start = Start(
-                input=command.input,
-                deadline=command.deadline,
-                parent_id=parent_id,
-                parent_step_id=command.parent_step_id,
-                execution_id=command.child_id,
-            )
-            items.append(Item(command.child_id, start, plan=plan))
-        batch.child_starts.clear()
-        return items
-
-    # ------------------------------------------------------------------ after the commit
+        self.timings["act"] += time.perf_counter() - settled
 
     def _settle(self, batch: Batch, conflicts: set[str]) -> list[Delivery]:
-        """Update the cache, timers and waiters; the deliveries to ack."""
+        """Update the cache, timers and waiters for what committed; the deliveries to ack."""
         acks: list[Delivery] = [i.delivery for i in batch.dropped if i.delivery is not None]
-        requeue: list[Item] = []
         for execution_id, txn in batch.txns.items():
-            if not txn.items:
-                continue
-            if execution_id in conflicts:
-                self._cache.pop(execution_id, None)
-                for item in txn.items:
-                    if isinstance(item.event, Start) and txn.expected == 0:
-                        _fail(
-                            item,
-                            ConflictError(
-                                f"execution {execution_id!r} exists, or its idempotency key "
-                                "is taken"
-                            ),
-                        )
-                    else:
-                        requeue.append(item)
+            if not txn.items or execution_id in conflicts:
                 continue
             self._applied(txn)
             for item in txn.items:
@@ -409,22 +342,16 @@ class Driver:
                     acks.append(item.delivery)
                 if item.future is not None and not item.future.done():
                     item.future.set_result(None)
-        if requeue:
-            logger.info("%d transition(s) conflicted; deciding again", len(conflicts))
-            self._inbox.extendleft(reversed(requeue))
         return acks
 
     def _applied(self, txn: Txn) -> None:
-        execution_id, state = txn.execution_id, txn.state
-        assert state is not None
+        execution_id = txn.execution_id
         assert txn.transition is not None
         if txn.terminal:
-            self._cache.pop(execution_id, None)
-            for future in self._watchers.get(execution_id, ()):
+            self._decider.ended(txn)
+            for future in self._watchers.pop(execution_id, ()):
                 if not future.done():
                     future.set_result(txn.transition.state)
-        else:
-            self._cache[execution_id] = _Live(txn.expected + 1, state, txn.plan)
         timers = self._timers
         for key in txn.timers_del:
             timers.cancel(execution_id, key)
@@ -437,32 +364,40 @@ class Driver:
             for listener in self._listeners:
                 listener(execution_id, txn.emits)
 
-    def _retry(self, batch: Batch) -> None:
-        """The commit failed as a whole: forget what was decided, decide it all again."""
-        items: list[Item] = []
-        for execution_id, txn in batch.txns.items():
-            self._cache.pop(execution_id, None)
-            items.extend(txn.items)
-        self._inbox.extendleft(reversed(items))
+    def _redo(
+        self, batch: Batch, following: Batch | None, failed: set[str], *, conflicted: bool
+    ) -> None:
+        """Transitions in ``failed`` did not commit: forget their states and decide their
+        events again (creates that conflicted fail instead: the id or key is taken)."""
+        requeue: list[Item] = []
+        self._decider.forget(failed)
+        for source in (batch, following):
+            if source is None:
+                continue
+            for execution_id in failed & source.txns.keys():
+                txn = source.txns.pop(execution_id)
+                for item in txn.items:
+                    if (
+                        conflicted
+                        and source is batch
+                        and isinstance(item.event, Start)
+                        and txn.expected == 0
+                    ):
+                        fail(
+                            item,
+                            ConflictError(
+                                f"execution {execution_id!r} exists, or its idempotency "
+                                "key is taken"
+                            ),
+                        )
+                    else:
+                        requeue.append(item)
+        if requeue:
+            logger.info("%d transition(s) did not commit; deciding them again", len(failed))
+            self._inbox.extendleft(reversed(requeue))
 
     async def _ack(self, deliveries: list[Delivery]) -> None:
         try:
             await self.broker.ack(deliveries)
         except Exception:
-            logger.warning(
-                "acking %d result(s) failed; they will be delivered again", len(deliveries)
-            )
-
-
-def _fail(item: Item, exc: BaseException) -> None:
-    if item.future is not None and not item.future.done():
-        item.future.set_exception(exc)
-
-
-def _child_failed(command: StartChild, exc: Exception) -> ChildFinished:
-    return ChildFinished(
-        child_id=command.child_id,
-        parent_step_id=command.parent_step_id,
-        status=ExecutionStatus.FAILED,
-        error=ErrorInfo(type=type(exc).__name__, message=str(exc), step_id=command.parent_step_id),
-    )
+            logger.warning("acking %d result(s) failed; they come again", len(deliveries))
