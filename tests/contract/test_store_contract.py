@@ -230,7 +230,8 @@ async def test_events_are_appended_and_read_in_order(store: Store) -> None:
     events = await store.read_events("e1")
     assert [e.body for e in events] == [b"[1]", b"[2]"]
     assert all(e.execution_id == "e1" for e in events)
-    assert [e.body for e in await store.read_events("e1", after=events[0].id)] == [b"[2]"]
+    assert [e.version for e in events] == [1, 2]
+    assert [e.body for e in await store.read_events("e1", after=events[0].version)] == [b"[2]"]
     assert len(await store.read_events("e1", limit=1)) == 1
     assert await store.read_events("missing") == []
 

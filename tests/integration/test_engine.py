@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import sys
 from typing import Any
 
 import pytest
@@ -289,3 +291,18 @@ async def test_listing_pages_newest_first(make_engine: EngineFactory) -> None:
         rest = await engine.list_executions(limit=3, cursor=page["next_cursor"])
         assert [d["execution_id"] for d in rest["items"]] == ids[::-1][3:]
         assert rest["next_cursor"] is None
+
+
+async def test_interpreter_settings_are_restored_after_the_last_engine(
+    make_engine: EngineFactory,
+) -> None:
+    before = (gc.get_threshold(), sys.getswitchinterval())
+    first = make_engine()
+    second = make_engine()
+    await first.__aenter__()
+    await second.__aenter__()
+    assert gc.get_threshold()[0] >= 50_000
+    await first.__aexit__(None, None, None)
+    assert gc.get_threshold()[0] >= 50_000  # the second engine still runs
+    await second.__aexit__(None, None, None)
+    assert (gc.get_threshold(), sys.getswitchinterval()) == before

@@ -70,7 +70,7 @@ _TIMERS = _Multi("INSERT OR REPLACE INTO timers (execution_id, key, due) VALUES"
 _OUTBOX = _Multi("INSERT INTO outbox (id, queue, body) VALUES", 3)
 _BREAKERS = _Multi("INSERT OR REPLACE INTO breakers (function, state) VALUES", 2)
 _IDEMPOTENCY = _Multi("INSERT INTO idempotency (workflow, key, execution_id) VALUES", 3)
-_EVENTS = _Multi("INSERT INTO events (execution_id, at, body) VALUES", 3)
+_EVENTS = _Multi("INSERT INTO events (execution_id, version, at, body) VALUES", 4)
 
 
 class _Rows:
@@ -111,7 +111,7 @@ class _Rows:
         if t.idempotency_key is not None and t.expected_version == 0:
             self.idempotency += (t.workflow, t.idempotency_key, eid)
         if t.events is not None:
-            self.events += (eid, t.updated_at, t.events)
+            self.events += (eid, version, t.updated_at, t.events)
 
 
 def commit(

@@ -206,8 +206,8 @@ def read_events(
     conn: sqlite3.Connection, execution_id: str, after: int, limit: int
 ) -> list[EventRecord]:
     rows = conn.execute(
-        "SELECT id, execution_id, at, body FROM events WHERE execution_id = ? AND id > ? "
-        "ORDER BY id LIMIT ?",
+        "SELECT version, execution_id, at, body FROM events "
+        "WHERE execution_id = ? AND version > ? ORDER BY version LIMIT ?",
         (execution_id, after, limit),
     )
     return [EventRecord(i, e, at, bytes(body)) for i, e, at, body in rows]

@@ -71,12 +71,12 @@ MIGRATIONS: tuple[str, ...] = (
     ) WITHOUT ROWID;
 
     CREATE TABLE events (
-        id INTEGER PRIMARY KEY,
         execution_id TEXT NOT NULL,
+        version INTEGER NOT NULL,
         at REAL NOT NULL,
-        body BLOB NOT NULL
-    );
-    CREATE INDEX events_by_execution ON events (execution_id, id);
+        body BLOB NOT NULL,
+        PRIMARY KEY (execution_id, version)
+    ) WITHOUT ROWID;
     """,
 )
 

@@ -50,9 +50,10 @@ class OutboxMessage(NamedTuple):
 
 
 class EventRecord(NamedTuple):
-    """The lifecycle events one transition emitted (``body``: a JSON list, for watchers)."""
+    """The lifecycle events one transition emitted (``body``: a JSON list, for watchers),
+    keyed by the version the transition gave the execution."""
 
-    id: int
+    version: int
     execution_id: str
     at: float
     body: bytes
@@ -204,7 +205,7 @@ class Store(Protocol):
     async def read_events(
         self, execution_id: str, after: int = 0, limit: int = 100
     ) -> list[EventRecord]:
-        """Event records of an execution with ``id > after``, oldest first."""
+        """Event records of an execution with ``version > after``, oldest first."""
         ...
 
 

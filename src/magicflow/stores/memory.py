@@ -44,7 +44,7 @@ class MemoryStore:
         self._idempotency: dict[tuple[str, str], str] = {}
         self._breakers: dict[str, bytes] = {}
         self._events: dict[str, list[EventRecord]] = {}
-        self._ids = itertools.count(1)  # outbox and event ids
+        self._ids = itertools.count(1)  # outbox ids
         self._seq = itertools.count(1)
 
     async def open(self) -> None:
@@ -168,7 +168,8 @@ class MemoryStore:
         if t.idempotency_key is not None and t.expected_version == 0:
             self._idempotency[(t.workflow, t.idempotency_key)] = t.execution_id
         if t.events is not None:
-            event = EventRecord(next(self._ids), t.execution_id, t.updated_at, t.events)
+            version = t.expected_version + 1
+            event = EventRecord(version, t.execution_id, t.updated_at, t.events)
             self._events.setdefault(t.execution_id, []).append(event)
 
     async def list_executions(
@@ -236,5 +237,5 @@ class MemoryStore:
         self, execution_id: str, after: int = 0, limit: int = 100
     ) -> list[EventRecord]:
         events = self._events.get(execution_id, [])
-        start = bisect.bisect_right([e.id for e in events], after)
+        start = bisect.bisect_right([e.version for e in events], after)
         return events[start : start + limit]
