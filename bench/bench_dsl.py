@@ -16,6 +16,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import yaml
+
 from magicflow.dsl import Defaults, Limits, parse_workflow
 from magicflow.dsl.build import build_plan
 from magicflow.dsl.dag import resolve_graph
@@ -137,6 +139,8 @@ def main() -> None:
         f"median {median:.1f} ms (target < {TARGET_COMPILE_MS:.0f} ms: {verdict})"
     )
     print("  by stage (best ms): " + ", ".join(f"{k} {v:.1f}" for k, v in stages(text).items()))
+    reference, _ = timed(lambda: sum(1 for _ in yaml.parse(text, Loader=yaml.CSafeLoader)), 7)
+    print(f"  for scale: libyaml alone parses the text in {reference:.1f} ms (machine load check)")
     cached, _ = timed(lambda: parse_workflow(text, "big.yaml"), 50)
     print(f"same document again (plan cache hit): best {cached:.2f} ms")
     best, median = timed(lambda: resolve_small(ids, deps), 200)
