@@ -13,7 +13,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AsyncExitStack, contextmanager
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
@@ -89,6 +89,14 @@ def run(
         )
         if no_local_executor and settings.broker.startswith("memory:"):
             raise _Usage("--no-local-executor needs a shared --broker (redis://, amqp://, ...)")
+        if not no_local_executor and not settings.handlers:
+            needed = _functions([plan, *children])
+            if needed:  # nobody would run them: the execution would wait forever
+                shown = ", ".join(needed[:5]) + (", ..." if len(needed) > 5 else "")
+                raise _Usage(
+                    f"--handlers is required: a module or .py file with the functions {shown} "
+                    "(or --no-local-executor with a shared --broker)"
+                )
         registry = None
         if not no_local_executor and settings.handlers:
             from magicflow.executor import load_handlers
@@ -104,6 +112,8 @@ def run(
     progress = Progress(plan, enabled=not as_json)
     with _store_url(settings.store) as url:
         result = asyncio.run(_execute(plan, children, data, url, settings, registry, progress))
+    if isinstance(result, MagicFlowError):  # nothing started: a bad URL, a conflicting version
+        _refuse(_Usage(str(result)), as_json)
     if as_json:
         typer.echo(json.dumps(result, ensure_ascii=False))
     else:
@@ -153,6 +163,19 @@ def _load_definitions(
     return plan, list(library.closure(plan).values())
 
 
+def _functions(plans: list[WorkflowPlan]) -> list[str]:
+    """The business functions the plans may call (steps, fallbacks, compensations), sorted."""
+    names: set[str] = set()
+    for plan in plans:
+        for step in plan.steps:
+            if step.function is not None:
+                names.add(step.function)
+            names.update(o.function for o in step.fallback if o.function is not None)
+            if step.compensation is not None:
+                names.add(step.compensation.function)
+    return sorted(names)
+
+
 def _read_input(text: str | None) -> Any:
     if text is None:
         return {}
@@ -192,15 +215,27 @@ async def _execute(
     settings: Settings,
     registry: Registry | None,
     progress: Progress,
-) -> dict[str, Any]:
+) -> dict[str, Any] | MagicFlowError:
+    """The result document; or the error that kept the execution from starting (returned,
+    not raised: raised in the body of ``async with Engine`` it would come out wrapped in an
+    ExceptionGroup, and it must become one line or one JSON document, exit 2)."""
     from magicflow.service.engine import Engine
 
-    async with Engine(
-        store=store, broker=settings.broker, registry=registry, concurrency=settings.concurrency
-    ) as engine:
-        for child in children:
-            await engine.register(child)
-        await engine.register(plan)
-        execution_id = await engine.start(plan.name, data, version=plan.version)
+    async with AsyncExitStack() as stack:
+        try:
+            engine = await stack.enter_async_context(
+                Engine(
+                    store=store,
+                    broker=settings.broker,
+                    registry=registry,
+                    concurrency=settings.concurrency,
+                )
+            )
+            for child in children:
+                await engine.register(child)
+            await engine.register(plan)
+            execution_id = await engine.start(plan.name, data, version=plan.version)
+        except MagicFlowError as exc:
+            return exc
         async with progress.watching(engine, execution_id):
             return await engine.wait(execution_id)

@@ -13,6 +13,7 @@ import asyncio
 import json
 import threading
 import time
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,9 @@ def _public(data: Any) -> Any:
 
 
 def note(ctx: StepContext, event: str = "call", **extra: Any) -> None:
-    """Append one line about this call to ``<dir>/calls.jsonl``."""
+    """Append one line about this call to ``<dir>/calls.jsonl`` (if the input names a dir)."""
+    if not isinstance(ctx.input, dict) or "dir" not in ctx.input:
+        return
     record = {
         "fn": ctx.function,
         "step": ctx.step_id,
@@ -50,13 +53,15 @@ def note(ctx: StepContext, event: str = "call", **extra: Any) -> None:
         "attempt": ctx.attempt,
         "item": ctx.item_index,
         "execution": ctx.execution_id,
+        "workflow": ctx.workflow_name,
+        "deadline": None if ctx.deadline is None else ctx.deadline.timestamp(),
         "event": event,
         "input": _public(ctx.input),
         "t": time.time(),
         **extra,
     }
     line = json.dumps(record) + "\n"
-    with _lock, open(Path(_args(ctx)["dir"]) / "calls.jsonl", "a", encoding="utf-8") as out:
+    with _lock, open(Path(ctx.input["dir"]) / "calls.jsonl", "a", encoding="utf-8") as out:
         out.write(line)
 
 
@@ -147,22 +152,43 @@ def nap_sync(ctx: StepContext) -> dict[str, Any]:
     return {"slept": seconds, "attempt": ctx.attempt}
 
 
+def _arrive(ctx: StepContext) -> tuple[Path, list[str], float]:
+    """Enter the barrier ``room`` as ``name`` (default: the step id)."""
+    args = _args(ctx)
+    room = Path(args["dir"]) / args.get("room", "barrier")
+    room.mkdir(exist_ok=True)
+    (room / str(args.get("name", ctx.step_id))).touch()
+    note(ctx, "arrived")
+    return room, [str(peer) for peer in args["peers"]], time.monotonic() + args.get("patience", 5)
+
+
+def _all_there(ctx: StepContext, room: Path, peers: list[str], give_up: float) -> bool:
+    if all((room / peer).exists() for peer in peers):
+        note(ctx, "met")
+        return True
+    if time.monotonic() > give_up:
+        missing = sum(1 for peer in peers if not (room / peer).exists())
+        raise NonRetryableError(f"{ctx.step_id}: {missing} peer(s) never came: not parallel")
+    return False
+
+
 @registry.function
 async def meet(ctx: StepContext) -> dict[str, Any]:
-    """A barrier: arrives, then waits until every step in ``peers`` has arrived. It only
-    returns if the peers run at the same time; it gives up after ``patience`` seconds."""
-    args = _args(ctx)
-    room = Path(args["dir"]) / "barrier"
-    room.mkdir(exist_ok=True)
-    (room / ctx.step_id).touch()
-    note(ctx, "arrived")
-    give_up = time.monotonic() + float(args.get("patience", 5))
-    while not all((room / peer).exists() for peer in args["peers"]):
-        if time.monotonic() > give_up:
-            raise NonRetryableError(f"{ctx.step_id} waited alone: no parallel peer")
+    """A barrier: arrives, then waits until every one of ``peers`` has arrived, so it only
+    returns if they all run at the same time; it gives up after ``patience`` seconds."""
+    room, peers, give_up = _arrive(ctx)
+    while not _all_there(ctx, room, peers, give_up):  # noqa: ASYNC110 - peers: files, any process
         await asyncio.sleep(0.005)
-    note(ctx, "met")
-    return {"met": sorted(args["peers"])}
+    return {"met": sorted(peers)}
+
+
+@registry.function
+def meet_sync(ctx: StepContext) -> dict[str, Any]:
+    """``meet`` as a sync function: each waiting call holds a thread of the pool."""
+    room, peers, give_up = _arrive(ctx)
+    while not _all_there(ctx, room, peers, give_up):
+        time.sleep(0.005)
+    return {"met": len(peers)}
 
 
 @registry.function
@@ -176,8 +202,24 @@ async def gauge(ctx: StepContext) -> dict[str, Any]:
         await asyncio.sleep(_seconds(ctx))
     finally:
         _running[key] -= 1
+    note(ctx, "end")
     args = _args(ctx)
     return {"item": args.get("item"), "index": args.get("index"), "running": running}
+
+
+class Step(StrEnum):
+    """A generated step constant (``magic-flow generate types`` makes these)."""
+
+    TAILORED = "tailored"
+
+
+def tailored(ctx: StepContext) -> dict[str, Any]:
+    """Registered for the step ``tailored`` itself, whatever function the step names."""
+    note(ctx)
+    return {"tailored": True, "function": ctx.function}
+
+
+registry.register(Step.TAILORED, tailored)
 
 
 @registry.function
