@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import sys
 from typing import Any
 
@@ -306,3 +307,16 @@ async def test_interpreter_settings_are_restored_after_the_last_engine(
     assert gc.get_threshold()[0] >= 50_000  # the second engine still runs
     await second.__aexit__(None, None, None)
     assert (gc.get_threshold(), sys.getswitchinterval()) == before
+
+
+async def test_lifecycle_events_are_recorded_and_streamed(make_engine: EngineFactory) -> None:
+    seen: list[tuple[str, str]] = []
+    async with make_engine(registry_of(add=add), CHAIN) as engine:
+        engine.driver.add_listener(lambda eid, emits: seen.extend((eid, e.kind) for e in emits))
+        result = await engine.run("chain", {"x": 1}, timeout=10)
+        records = await engine.store.read_events(result["execution_id"])
+    kinds = [e["kind"] for r in records for e in json.loads(r.body)]
+    assert kinds[0] == "execution.started"
+    assert kinds[-1] == "execution.completed"
+    assert [r.version for r in records] == sorted(r.version for r in records)
+    assert [k for eid, k in seen if eid == result["execution_id"]] == kinds
