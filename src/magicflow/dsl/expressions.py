@@ -105,13 +105,31 @@ class TemplateError(ExpressionError):
         self.errors = errors
 
 
+_CACHE_SIZE = 4096
+_compiled: dict[tuple[str, int, bool], tuple[Expression, int]] = {}
+
+
 def _expression(
     text: str, start: int, step_ids: Collection[str], template: bool
 ) -> tuple[Expression, int]:
+    """Compile the expression at ``text[start:]``; compiled ones are shared between plans.
+
+    Parsing does not depend on the set of step ids, only checking does: a step id is the
+    whole run of id characters after ``steps.``. So a cached expression is reused whenever
+    every step it reads exists here; otherwise it is parsed again to report the problem.
+    Workflows repeat the same few strings (``${input.email}``) many times.
+    """
+    key = (text, start, template)
+    hit = _compiled.get(key)
+    if hit is not None and all(ref in step_ids for ref in hit[0].step_refs):
+        return hit
     checked, end = parse(text, start, step_ids, template=template)
     source = text[start : end - 1 if template else end].strip()
     path = checked.tree if isinstance(checked.tree, PathNode) else None
     expr = Expression(source, checked.step_refs, checked.uses_item, checked.tree, path)
+    if len(_compiled) >= _CACHE_SIZE:
+        _compiled.clear()
+    _compiled[key] = (expr, end)
     return expr, end
 
 
