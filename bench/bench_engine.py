@@ -57,9 +57,7 @@ NO_BREAKERS: dict[str, BreakerState] = {}
 def run_execution(plan: WorkflowPlan, number: int, input: object = None) -> int:
     """Drive one execution to its end answering every task at once; the decide calls made."""
     now = 1000.0
-    decision = decide(
-        None, Start(input=input, execution_id=f"ex{number}"), plan, now, NO_BREAKERS
-    )
+    decision = decide(None, Start(input=input, execution_id=f"ex{number}"), plan, now, NO_BREAKERS)
     state: ExecutionState = decision.state
     pending = [c.task for c in decision.commands if isinstance(c, DispatchTask)]
     calls = 1

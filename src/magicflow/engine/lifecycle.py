@@ -51,6 +51,7 @@ def settle(ctx: Ctx, ss: StepState, status: StepStatus) -> None:
         ctx.state.unfinished -= 1
     ss.status = status
     ss.completed_at = ctx.now
+    ss.held_fallback = False
 
 
 def cancel_task(ctx: Ctx, task_id: str | None) -> None:
@@ -77,6 +78,8 @@ def cancel_step_work(ctx: Ctx, sp: StepPlan, ss: StepState) -> None:
     """Stop whatever the step is doing: its call or child, its timers, its running items."""
     ctx.cancel_timer(ss)
     cancel_call(ctx, sp, ss)
+    if ss.items is not None:
+        ss.next_item = len(ss.items)  # the fan-out is over: no item goes out any more
     if ss.items is not None and ss.active_items:
         for item in ss.items:
             if item.status in ACTIVE_ITEM:

@@ -15,9 +15,10 @@ Behaviour where SPEC is silent (the rest is in the docstrings of ``steps``, ``fo
   in ``state.signals`` (in arrival order) and the next such step to start waiting takes the
   oldest one at once. A signal nobody will ever wait for is dropped.
 - Pause: results, signals and timers are still applied, but nothing new is dispatched: no step
-  starts, no further ``for_each`` item goes out, and an attempt whose backoff ends is held as
-  ``scheduled``. ``ResumeRequested`` dispatches all of that. A fallback or compensation chain
-  that is already under way continues; the deadline still applies while paused.
+  starts, no further ``for_each`` item goes out, and an attempt whose backoff ends, or a
+  fallback call, is held as ``scheduled``. ``ResumeRequested`` dispatches all of that. The
+  deadline still applies while paused, and compensation (the way out of a failure) is not
+  held, so a failing execution always ends.
 - Deadline: action ``fail`` cancels running steps, compensates, and ends ``timed_out``; action
   ``cancel`` cancels and ends ``cancelled`` without compensation. A deadline that passes while
   the execution is already compensating changes nothing (compensation is not bounded by it).

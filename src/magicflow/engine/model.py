@@ -91,6 +91,7 @@ class StepState(msgspec.Struct, omit_defaults=True):
     next_item: int = 0  # for_each: index of the next item never dispatched
     active_items: int = 0  # for_each: items holding a max_parallel slot (running or retrying)
     done_items: int = 0  # for_each: items completed
+    held_fallback: bool = False  # a fallback call waits for the execution to be resumed
 
 
 class ExecutionState(msgspec.Struct, omit_defaults=True):

@@ -14,7 +14,7 @@ from magicflow.engine.context import Ctx, evaluate, step_input
 from magicflow.engine.foreach import resume_items, start_for_each
 from magicflow.engine.lifecycle import complete_execution
 from magicflow.engine.model import ExecutionState, ExecutionStatus, StepState, StepStatus
-from magicflow.engine.steps import dispatch_call, fail_step, skip_step
+from magicflow.engine.steps import dispatch_call, fail_step, next_fallback, skip_step
 from magicflow.messages import ErrorInfo
 
 _FAILED = frozenset({StepStatus.FAILED, StepStatus.TIMED_OUT})
@@ -91,6 +91,9 @@ def resume(ctx: Ctx) -> None:
             continue
         if ss.status is StepStatus.PENDING:
             ctx.ready.append(sp.id)
+        elif ss.status is StepStatus.SCHEDULED and ss.held_fallback:
+            ss.held_fallback = False
+            next_fallback(ctx, sp, ss)
         elif ss.status is StepStatus.SCHEDULED:
             dispatch_call(ctx, sp, ss, None)
         elif ss.items is not None and ss.status is StepStatus.RUNNING:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from magicflow.dsl.plan import StepKind, StepPlan, TimeoutAction
+from magicflow.dsl.plan import FallbackOption, StepKind, StepPlan, TimeoutAction
 from magicflow.engine.context import Ctx, Target, render, retry_policy_dict, with_step
 from magicflow.engine.lifecycle import (
     cancel_call,
@@ -268,9 +268,17 @@ def step_exhausted(ctx: Ctx, sp: StepPlan, ss: StepState, error: ErrorInfo) -> N
 
 
 def next_fallback(ctx: Ctx, sp: StepPlan, ss: StepState) -> None:
-    """Try the fallback options in order, from ``fallback_index``."""
+    """Try the fallback options in order, from ``fallback_index``.
+
+    While the execution is paused a fallback *call* is held (status ``scheduled``,
+    ``held_fallback``) and made on resume; a fallback ``output`` needs no dispatch and applies.
+    """
     while ss.fallback_index < len(sp.fallback):
         option = sp.fallback[ss.fallback_index]
+        if option.kind != "output" and ctx.state.status is ExecutionStatus.PAUSED:
+            ss.status = StepStatus.SCHEDULED
+            ss.held_fallback = True
+            return
         ss.fallback_index += 1
         if option.kind == "output":
             output: Any = None
@@ -281,21 +289,26 @@ def next_fallback(ctx: Ctx, sp: StepPlan, ss: StepState) -> None:
                     continue
             complete_step(ctx, sp, ss, output, fallback_used=True)
             return
-        if option.function is None:
-            continue
-        payload = own_input(ss)
-        if option.input is not None:
-            payload, error = render(option.input, ctx.scope(), "the fallback input", sp.id)
-            if error is not None:
-                ctx.emit("step.fallback_failed", sp.id, error=error.type)
-                continue
-        ss.task_id = send_task(ctx, sp, option.function, payload, 1, "fallback", None)
-        ss.status = StepStatus.RUNNING
-        if sp.timeout is not None:
-            ss.timer = ctx.step_timer("timeout", sp.id, None, ctx.now + sp.timeout)
-        ctx.emit("step.fallback", sp.id, function=option.function)
-        return
+        if option.function is not None and _call_fallback(ctx, sp, ss, option):
+            return
     fail_step(ctx, sp, ss, ss.error or _error(sp, "StepError", "failed"), StepStatus.FAILED)
+
+
+def _call_fallback(ctx: Ctx, sp: StepPlan, ss: StepState, option: FallbackOption) -> bool:
+    """Dispatch a fallback function; False when its input could not be rendered."""
+    function = option.function or ""
+    payload = own_input(ss)
+    if option.input is not None:
+        payload, error = render(option.input, ctx.scope(), "the fallback input", sp.id)
+        if error is not None:
+            ctx.emit("step.fallback_failed", sp.id, error=error.type)
+            return False
+    ss.task_id = send_task(ctx, sp, function, payload, 1, "fallback", None)
+    ss.status = StepStatus.RUNNING
+    if sp.timeout is not None:
+        ss.timer = ctx.step_timer("timeout", sp.id, None, ctx.now + sp.timeout)
+    ctx.emit("step.fallback", sp.id, function=function)
+    return True
 
 
 def fallback_outcome(

@@ -41,7 +41,10 @@ SIGNALS = ("go", "approve")
 
 
 @st.composite
-def step_yaml(draw: st.DrawFn, index: int, earlier: list[str], names: list[str]) -> str:
+def step_yaml(
+    draw: st.DrawFn, index: int, earlier: list[str], names: list[str], dense: bool
+) -> str:
+    """One step; ``dense`` makes fan-out, fallbacks and timeouts (the rare paths) likely."""
     sid = f"s{index}"
     lines = [f"  - id: {sid}"]
     kind = draw(st.sampled_from(["function"] * 6 + ["wait", "sleep", "workflow"]))
@@ -73,10 +76,10 @@ def step_yaml(draw: st.DrawFn, index: int, earlier: list[str], names: list[str])
                 lines.append(
                     f"    circuit_breaker: {{failure_threshold: {breaker_threshold}, timeout: 4s}}"
                 )
-        if draw(st.integers(0, 3)) == 0:
-            items = draw(st.integers(0, 4))
+        if dense or draw(st.integers(0, 3)) == 0:
+            items = draw(st.integers(2, 4) if dense else st.integers(0, 4))
             lines.append(f"    for_each: ${{{list(range(items))}}}")
-            if draw(st.booleans()):
+            if dense or draw(st.booleans()):
                 lines.append(f"    max_parallel: {draw(st.integers(1, 3))}")
         attempts = draw(st.integers(1, 3))
         jitter = draw(st.booleans())
@@ -87,7 +90,8 @@ def step_yaml(draw: st.DrawFn, index: int, earlier: list[str], names: list[str])
         if draw(st.booleans()):
             lines.append("    compensation: {function: undo}")
         actions = ["fail", "skip", "retry"]
-    fallback = draw(st.sampled_from([None, "output", "function", "chain"]))
+    fallbacks = ["function", "chain"] if dense else [None, "output", "function", "chain"]
+    fallback = draw(st.sampled_from(fallbacks))
     if fallback == "output":
         lines.append("    fallback: {output: {fb: true}}")
     elif fallback == "function":
@@ -96,7 +100,7 @@ def step_yaml(draw: st.DrawFn, index: int, earlier: list[str], names: list[str])
         lines.append("    fallback: [{function: fb_fn}, {output: {fb: 2}}]")
     if fallback:
         actions.append("fallback")
-    if draw(st.booleans()):
+    if dense or draw(st.booleans()):
         lines.append("    timeout: 5s")
         lines.append(f"    timeout_action: {draw(st.sampled_from(actions))}")
     if kind == "wait":
@@ -106,12 +110,13 @@ def step_yaml(draw: st.DrawFn, index: int, earlier: list[str], names: list[str])
 
 @st.composite
 def workflows(draw: st.DrawFn) -> str:
-    count = draw(st.integers(1, 7))
+    dense = draw(st.integers(0, 3)) == 0
+    count = draw(st.integers(1, 3) if dense else st.integers(1, 7))
     steps: list[str] = []
     ids: list[str] = []
     waits: list[str] = []
     for index in range(count):
-        steps.append(draw(step_yaml(index, ids, waits)))
+        steps.append(draw(step_yaml(index, ids, waits, dense)))
         ids.append(f"s{index}")
     head = ["name: random-flow", 'version: "1"']
     if draw(st.booleans()):
@@ -224,7 +229,8 @@ def random_phase(data: st.DataObject, world: World) -> None:
             st.sampled_from(
                 ["answer"] * 6
                 + ["timer"] * 3
-                + ["child", "dup", "stale", "signal", "pause", "resume", "cancel", "recover"]
+                + ["pause", "resume"] * 2
+                + ["child", "dup", "stale", "signal", "cancel", "recover"]
             ),
             label="event",
         )
