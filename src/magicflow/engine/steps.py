@@ -341,7 +341,8 @@ def timed_out(ctx: Ctx, sp: StepPlan, ss: StepState, index: int | None) -> None:
     if sp.kind is StepKind.FUNCTION:
         record_breaker(ctx, sp, success=False)
     action = sp.timeout_action
-    _emit(ctx, "step.timed_out", sp.id, index, action=str(action))
+    if action is not TimeoutAction.FAIL:  # with ``fail``, fail_step tells the end
+        _emit(ctx, "step.timed_out", sp.id, index, action=str(action))
     if action is TimeoutAction.RETRY:
         attempt_failed(ctx, sp, ss, index, error)
         return
