@@ -320,3 +320,15 @@ async def test_lifecycle_events_are_recorded_and_streamed(make_engine: EngineFac
     assert kinds[-1] == "execution.completed"
     assert [r.version for r in records] == sorted(r.version for r in records)
     assert [k for eid, k in seen if eid == result["execution_id"]] == kinds
+
+
+async def test_an_error_in_the_body_leaves_the_engine_as_itself(
+    make_engine: EngineFactory,
+) -> None:
+    async def body() -> None:
+        async with make_engine(registry_of(add=add), CHAIN) as engine:
+            assert (await engine.run("chain", {"x": 1}, timeout=10))["status"] == "completed"
+            raise KeyError("mine")
+
+    with pytest.raises(KeyError):
+        await body()

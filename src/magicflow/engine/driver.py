@@ -124,7 +124,8 @@ class Driver:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool | None:
-        """Stop taking work, let the batch under way commit, then cancel the helpers."""
+        """Stop taking work, let the batch under way commit, then cancel the helpers. The
+        caller's own error leaves as itself (not inside an ExceptionGroup)."""
         assert self._tg is not None
         assert self._loop_task is not None
         self._stopping = True
@@ -135,7 +136,7 @@ class Driver:
             await asyncio.shield(self._loop_task)
         self._loop_task.cancel()
         try:
-            await self._tg.__aexit__(exc_type, exc, tb)
+            await self._tg.__aexit__(None, None, None)
         finally:
             if self._inflight is not None:  # let the store finish what it is writing
                 commit = self._inflight[2]
