@@ -20,7 +20,10 @@ Behaviour where SPEC is silent (the rest is in the docstrings of ``steps``, ``fo
   deadline still applies while paused, and compensation (the way out of a failure) is not
   held, so a failing execution always ends.
 - Deadline: action ``fail`` cancels running steps, compensates, and ends ``timed_out``; action
-  ``cancel`` cancels and ends ``cancelled`` without compensation. A deadline that passes while
+  ``cancel`` cancels and ends ``cancelled`` without compensation. Any event that arrives once
+  ``now`` has reached the deadline is judged after it: the deadline is applied first, even if
+  its timer has not fired yet (so a step that an executor failed for lack of time does not
+  turn a ``timed_out`` execution into a ``failed`` one). A deadline that passes while
   the execution is already compensating changes nothing (compensation is not bounded by it).
 - Cancel: running steps are cancelled (their tasks and children too); no compensation.
 - Retry (of a ``failed``, ``timed_out`` or ``cancelled`` execution): every step that is not
@@ -48,6 +51,7 @@ from magicflow.engine.lifecycle import (
 from magicflow.engine.model import (
     BreakerState,
     CancelRequested,
+    CancelTimer,
     ChildFinished,
     Decision,
     DispatchTask,
@@ -101,17 +105,26 @@ def decide(
             _start(ctx, event)
         else:
             return Decision(state=_blank(event, plan), commands=[])
-    else:
-        if state.status.is_terminal and not isinstance(event, RetryRequested):
+    elif state.status.is_terminal:
+        if not isinstance(event, RetryRequested):
             return Decision(state=state, commands=[])
         ctx = Ctx(state, plan, now, breakers)
-        _apply(ctx, event)
+        _on_retry(ctx)
+    else:
+        ctx = Ctx(state, plan, now, breakers)
+        deadline = state.deadline
+        if state.deadline_timer is not None and deadline is not None and now >= deadline:
+            key = state.deadline_timer  # passed already: it comes first
+            ctx.commands.append(CancelTimer(key=key))
+            _on_timer(ctx, key)
+        if not state.status.is_terminal:
+            _apply(ctx, event)
     drain(ctx)
     ctx.flush_breakers()
     return Decision(state=ctx.state, commands=ctx.commands)
 
 
-def _apply(ctx: Ctx, event: Event) -> None:  # noqa: C901 - one branch per event type
+def _apply(ctx: Ctx, event: Event) -> None:
     if isinstance(event, TaskResult):
         _on_result(ctx, event)
     elif isinstance(event, TimerFired):
@@ -132,11 +145,10 @@ def _apply(ctx: Ctx, event: Event) -> None:  # noqa: C901 - one branch per event
             ctx.emit("execution.resumed")
             if ctx.state.ending is None:
                 resume(ctx)
-    elif isinstance(event, RetryRequested):
-        _on_retry(ctx)
     elif isinstance(event, Recover):
         ctx.commands.extend(DispatchTask(task=task) for task in ctx.state.tasks.values())
-    # Start on an existing execution: a duplicate, nothing to do
+    # Start on an existing execution is a duplicate, and RetryRequested applies only to an
+    # execution that has ended: nothing to do
 
 
 # ---------------------------------------------------------------- start

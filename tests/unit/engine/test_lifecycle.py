@@ -388,3 +388,17 @@ def test_sleep_is_a_durable_timer() -> None:
     assert run.st.steps["cool-down"].status is StepStatus.COMPLETED
     assert run.st.steps["cool-down"].output is None
     assert run.status("go") is StepStatus.RUNNING
+
+
+def test_an_event_after_the_deadline_is_judged_after_it() -> None:
+    run = Run.of(DEADLINE.format(action="fail"))
+    run.start()
+    task = run.task("a")
+    run.now += 60  # the deadline is due, its timer has not fired yet
+    run.result(task, ("fail", error("TimeoutError", "the execution's deadline")))
+    st = run.st
+    assert st.status is ExecutionStatus.TIMED_OUT
+    assert st.error is not None
+    assert st.error.type == "DeadlineExceeded"
+    assert run.status("a") is StepStatus.CANCELLED
+    assert run.timers == {}
