@@ -278,6 +278,11 @@ async def test_created_at_is_kept_and_updated_at_moves(store: Store) -> None:
     await store.commit([update])
     record = (await store.list_executions()).items[0]
     assert (record.created_at, record.updated_at) == (10.0, 50.0)
+    (same,) = (await store.list_executions(status="running")).items  # status kept
+    assert same.version == 2
+    await store.commit([transition("e1", 2, status="paused")])
+    assert (await store.list_executions(status="running")).items == []
+    assert [r.version for r in (await store.list_executions(status="paused")).items] == [3]
 
 
 async def test_non_terminal_executions_are_the_live_ones_oldest_first(store: Store) -> None:
