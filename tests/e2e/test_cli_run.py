@@ -279,6 +279,38 @@ def test_text_mode_ends_with_a_table_of_every_step(magic_flow: MagicFlow) -> Non
     assert '"degraded": true' in run.stdout
 
 
+def test_a_terminal_shows_live_progress_then_the_table(magic_flow: MagicFlow) -> None:
+    pty = pytest.importorskip("pty")
+    work = magic_flow.workdir("timeout-actions")
+    command = [sys.executable, "-m", "magicflow", "run", str(definition("timeout-actions"))]
+    command += ["--handlers", str(HANDLERS), "--input", json.dumps({"dir": str(work)})]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAGICFLOW_")}
+    env.update(TMPDIR=str(magic_flow.tmpdir), COLUMNS="100", TERM="xterm")
+    controller, terminal = pty.openpty()
+    process = subprocess.Popen(
+        command, stdin=terminal, stdout=terminal, stderr=terminal, env=env, close_fds=True
+    )
+    os.close(terminal)
+    screen = b""
+    while True:
+        try:
+            chunk = os.read(controller, 65536)
+        except OSError:  # the process closed the terminal
+            break
+        if not chunk:
+            break
+        screen += chunk
+    os.close(controller)
+    assert process.wait(timeout=60) == 0
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen.decode(errors="replace"))
+    live, _, final = text.rpartition("status: completed")[0].rpartition("timeout-actions 1 ·")
+    assert "running" in live, "the live view showed steps at work"
+    for step_id in step_ids("timeout-actions"):
+        assert step_id in final
+    assert "completed (fallback)" in final
+    assert list(magic_flow.tmpdir.iterdir()) == []
+
+
 def test_a_failed_execution_exits_1_with_its_document(magic_flow: MagicFlow) -> None:
     run, document, _ = magic_flow.scenario("retries-exhausted")
     assert run.returncode == 1

@@ -102,6 +102,13 @@ async def fail(ctx: StepContext) -> None:
 
 
 @registry.function
+async def unserialisable(ctx: StepContext) -> dict[str, Any]:
+    """Returns something that is not JSON."""
+    note(ctx)
+    return {"handle": object()}
+
+
+@registry.function
 async def unstable(ctx: StepContext) -> dict[str, bool]:
     """Fails unless ``<dir>/healthy`` exists (a circuit breaker's function)."""
     note(ctx)
