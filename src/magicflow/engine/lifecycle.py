@@ -21,7 +21,6 @@ from magicflow.engine.model import (
     CancelTask,
     CancelTimer,
     ChildFinished,
-    DispatchTask,
     ExecutionStatus,
     ItemState,
     NotifyParent,
@@ -29,7 +28,8 @@ from magicflow.engine.model import (
     StepStatus,
 )
 from magicflow.engine.policies import retry_delay, should_retry
-from magicflow.messages import ErrorInfo, TaskMessage
+from magicflow.engine.tasks import send_task
+from magicflow.messages import ErrorInfo
 
 FINAL_STEP = frozenset(
     {
@@ -149,26 +149,9 @@ def dispatch_compensation(ctx: Ctx, sp: StepPlan, ss: StepState) -> bool:
         if error is not None:
             record_compensation_failure(ctx, sp, ss, error)
             return False
-    st = ctx.state
     ss.compensation_attempts += 1
-    task_id = f"{st.id}:{sp.id}:{ctx.next_seq()}"
-    message = TaskMessage(
-        id=task_id,
-        workflow_id=f"{st.workflow}@{st.version}",
-        execution_id=st.id,
-        step_id=sp.id,
-        function=comp.function,
-        input=payload,
-        attempt=ss.compensation_attempts,
-        created_at=ctx.now,
-        step_type="compensation",
-        queue=sp.queue,
-        timeout=sp.timeout,
-        context=task_context(st.workflow, st.version),
-    )
-    st.tasks[task_id] = message
-    ss.task_id = task_id
-    ctx.commands.append(DispatchTask(task=message))
+    attempt = ss.compensation_attempts
+    ss.task_id = send_task(ctx, sp, comp.function, payload, attempt, "compensation")
     if sp.timeout is not None:
         ss.timer = ctx.step_timer("timeout", sp.id, None, ctx.now + sp.timeout)
     if ss.compensation_attempts == 1:
@@ -252,7 +235,3 @@ def finish(ctx: Ctx, status: ExecutionStatus) -> None:
                 ),
             )
         )
-
-
-def task_context(workflow: str, version: str) -> dict[str, Any]:
-    return {"workflow_name": workflow, "workflow_version": version}

@@ -75,7 +75,6 @@ from magicflow.engine.steps import (
     WAIT_TOKEN,
     attempt_failed,
     call_succeeded,
-    child_index,
     complete_step,
     dispatch_call,
     fallback_outcome,
@@ -83,6 +82,7 @@ from magicflow.engine.steps import (
     target_of,
     timed_out,
 )
+from magicflow.engine.tasks import child_index
 from magicflow.messages import ErrorInfo
 
 DEADLINE_ERROR = "DeadlineExceeded"

@@ -23,17 +23,15 @@ from __future__ import annotations
 from typing import Any
 
 from magicflow.dsl.plan import FallbackOption, StepKind, StepPlan, TimeoutAction
-from magicflow.engine.context import Ctx, Target, render, retry_policy_dict, with_step
+from magicflow.engine.context import Ctx, Target, render, with_step
 from magicflow.engine.lifecycle import (
     cancel_call,
     cancel_step_work,
     compensation_outcome,
     fail_execution,
     settle,
-    task_context,
 )
 from magicflow.engine.model import (
-    DispatchTask,
     ExecutionStatus,
     ItemState,
     StartChild,
@@ -41,7 +39,8 @@ from magicflow.engine.model import (
     StepStatus,
 )
 from magicflow.engine.policies import breaker_admit, breaker_record, retry_delay, should_retry
-from magicflow.messages import ErrorInfo, StepType, TaskMessage
+from magicflow.engine.tasks import child_id, send_task
+from magicflow.messages import ErrorInfo
 
 CIRCUIT_OPEN = "CircuitOpenError"
 TIMEOUT_ERROR = "TimeoutError"
@@ -109,58 +108,6 @@ def call_function(ctx: Ctx, sp: StepPlan, ss: StepState, target: Target, index: 
     target.status = StepStatus.RUNNING
     if sp.timeout is not None:
         target.timer = ctx.step_timer("timeout", sp.id, index, ctx.now + sp.timeout)
-
-
-def send_task(
-    ctx: Ctx,
-    sp: StepPlan,
-    function: str,
-    payload: Any,
-    attempt: int,
-    step_type: StepType,
-    index: int | None,
-) -> str:
-    st = ctx.state
-    task_id = f"{st.id}:{sp.id}:{ctx.next_seq()}"
-    message = TaskMessage(
-        id=task_id,
-        workflow_id=f"{st.workflow}@{st.version}",
-        execution_id=st.id,
-        step_id=sp.id,
-        function=function,
-        input=payload,
-        attempt=attempt,
-        created_at=ctx.now,
-        step_type=step_type,
-        queue=sp.queue,
-        timeout=sp.timeout,
-        deadline=st.deadline,
-        item_index=index,
-        retry_policy=retry_policy_dict(sp.retry),
-        context=task_context(st.workflow, st.version),
-    )
-    st.tasks[task_id] = message
-    ctx.commands.append(DispatchTask(task=message))
-    return task_id
-
-
-def child_id(execution_id: str, step_id: str, index: int | None, seq: int) -> str:
-    if index is None:
-        return f"{execution_id}.{step_id}.{seq}"
-    return f"{execution_id}.{step_id}.{index}.{seq}"
-
-
-def child_index(execution_id: str, step_id: str, child: str) -> tuple[bool, int | None]:
-    """Which target of the step started ``child``: (known, item index or None)."""
-    prefix = f"{execution_id}.{step_id}."
-    if not child.startswith(prefix):
-        return False, None
-    rest = child[len(prefix) :].split(".")
-    if len(rest) == 1:
-        return True, None
-    if len(rest) == 2 and rest[0].isdigit():
-        return True, int(rest[0])
-    return False, None
 
 
 def start_child(ctx: Ctx, sp: StepPlan, ss: StepState, target: Target, index: int | None) -> None:
@@ -303,7 +250,7 @@ def _call_fallback(ctx: Ctx, sp: StepPlan, ss: StepState, option: FallbackOption
         if error is not None:
             ctx.emit("step.fallback_failed", sp.id, error=error.type)
             return False
-    ss.task_id = send_task(ctx, sp, function, payload, 1, "fallback", None)
+    ss.task_id = send_task(ctx, sp, function, payload, 1, "fallback")
     ss.status = StepStatus.RUNNING
     if sp.timeout is not None:
         ss.timer = ctx.step_timer("timeout", sp.id, None, ctx.now + sp.timeout)

@@ -61,6 +61,7 @@ def test_compensation_runs_in_reverse_completion_order_one_at_a_time() -> None:
         "compensation",
         {"charge_id": "ch_9"},
     )
+    assert refund.deadline is None  # compensation is not bounded by the workflow deadline
     assert len(run.tasks) == 1
     run.result(refund, ("ok", None))
     assert run.status("charge") is StepStatus.COMPENSATED
