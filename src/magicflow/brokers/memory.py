@@ -107,7 +107,10 @@ class MemoryBroker:
             waiter: asyncio.Future[None] = loop.create_future()
             q.waiters.add(waiter)
             try:
-                await asyncio.wait_for(waiter, remaining)
+                # Not wait_for: on Python 3.11 it can swallow a cancellation that races with
+                # the waiter's completion, and a consumer being shut down would never stop.
+                async with asyncio.timeout(remaining):
+                    await waiter
             except TimeoutError:
                 pass
             finally:
