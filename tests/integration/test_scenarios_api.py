@@ -123,7 +123,7 @@ async def engine_for_scenarios(root: Path, **options: Any) -> AsyncIterator[Scen
         for path in sorted(SCENARIOS.glob("*.yaml")):
             await engine.register(compile_workflow(path.read_text(), str(path)))
         work = root / "work"
-        work.mkdir()
+        work.mkdir(exist_ok=True)  # an engine after another on the same store
         yield Scenarios(engine, work)
 
 
@@ -408,6 +408,27 @@ async def test_retry_runs_a_failed_execution_again_from_the_failed_step(
     assert [calls.count(step) for step in ("first", "second", "third")] == [1, 2, 1]
     with pytest.raises(ConflictError):
         await scenarios.engine.retry(execution_id)
+
+
+async def test_an_execution_outlives_its_engine(tmp_path: Path) -> None:
+    """The engine stops with a durable sleep pending and a call running (the in-process
+    broker's messages die with it); a new engine on the same store finishes both: the timer
+    fires, and the interrupted call is dispatched again under the same attempt."""
+    async with engine_for_scenarios(tmp_path, shutdown_grace=0.05) as first:
+        sleeping, sleep_dir = await first.start("sleep")
+        working, work_dir = await first.start("lifecycle", seconds=0.3)
+        await first.events.until(sleeping, "step.started", "pause")
+        await first.events.until(working, "step.started", "first")
+    async with engine_for_scenarios(tmp_path) as second:
+        doc, calls = await second.wait("sleep", sleeping, sleep_dir)
+        assert doc["status"] == "completed", doc["error"]
+        assert calls.count("after") == 1
+        doc, calls = await second.wait("lifecycle", working, work_dir)
+        assert doc["status"] == "completed", doc["error"]
+        assert doc["steps"]["first"]["attempts"] == 1
+        assert [r["attempt"] for r in calls.of("first", event="start")] == [1, 1]
+        assert calls.count("first", event="end") == 1
+        assert calls.count("second") == 1
 
 
 async def test_input_that_fails_the_schema_starts_nothing(scenarios: Scenarios) -> None:
