@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from magicflow.errors import ConflictError
-from magicflow.stores import DefinitionRecord, Store, Transition, store_from_url
+from magicflow.stores import ApiKeyRecord, DefinitionRecord, Store, Transition, store_from_url
 
 BACKENDS = ["memory", "sqlite"]
 
@@ -299,3 +299,44 @@ async def test_a_commit_with_nothing_to_do_is_fine(store: Store) -> None:
     assert result.outbox == []
     await store.delete_outbox([])
     await store.delete_outbox([12345])
+
+
+# ------------------------------------------------------------------ API keys
+
+
+def api_key(key_id: str, key_hash: str, role: str = "viewer", at: float = 1.0) -> ApiKeyRecord:
+    return ApiKeyRecord(id=key_id, key_hash=key_hash, role=role, created_at=at, name="ci")
+
+
+async def test_an_api_key_is_found_by_its_hash(store: Store) -> None:
+    await store.save_api_key(api_key("k1", "h1", "admin"))
+    found = await store.find_api_key("h1")
+    assert found == api_key("k1", "h1", "admin")
+    assert found is not None
+    assert not found.revoked
+    assert await store.find_api_key("h2") is None
+
+
+async def test_api_key_ids_and_hashes_are_unique(store: Store) -> None:
+    await store.save_api_key(api_key("k1", "h1"))
+    with pytest.raises(ConflictError):
+        await store.save_api_key(api_key("k1", "h2"))
+    with pytest.raises(ConflictError):
+        await store.save_api_key(api_key("k2", "h1"))
+    assert [k.id for k in await store.list_api_keys()] == ["k1"]
+
+
+async def test_api_keys_are_listed_oldest_first_revoked_ones_included(store: Store) -> None:
+    await store.save_api_key(api_key("k2", "h2", "operator", at=2.0))
+    await store.save_api_key(api_key("k1", "h1", "admin", at=1.0))
+    assert await store.revoke_api_key("k2", 5.0) is True
+    assert await store.revoke_api_key("k2", 6.0) is False  # already revoked: first time kept
+    assert await store.revoke_api_key("nope", 6.0) is False
+    listed = await store.list_api_keys()
+    assert [(k.id, k.role, k.revoked_at) for k in listed] == [
+        ("k1", "admin", None),
+        ("k2", "operator", 5.0),
+    ]
+    revoked = await store.find_api_key("h2")
+    assert revoked is not None
+    assert revoked.revoked

@@ -7,6 +7,7 @@ from urllib.parse import urlsplit
 
 from magicflow.errors import ConfigurationError
 from magicflow.stores.base import (
+    ApiKeyRecord,
     CommitResult,
     DefinitionRecord,
     EventRecord,
@@ -19,6 +20,7 @@ from magicflow.stores.base import (
 )
 
 __all__ = [
+    "ApiKeyRecord",
     "CommitResult",
     "DefinitionRecord",
     "EventRecord",

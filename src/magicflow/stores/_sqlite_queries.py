@@ -10,6 +10,7 @@ import msgspec
 
 from magicflow.stores.base import (
     LIVE_STATUSES,
+    ApiKeyRecord,
     DefinitionRecord,
     EventRecord,
     ExecutionPage,
@@ -211,3 +212,46 @@ def read_events(
         (execution_id, after, limit),
     )
     return [EventRecord(i, e, at, bytes(body)) for i, e, at, body in rows]
+
+
+# ------------------------------------------------------------------ API keys
+
+_KEY_COLUMNS = "id, key_hash, role, created_at, revoked_at, name"
+
+
+def save_api_key(conn: sqlite3.Connection, record: ApiKeyRecord) -> bool:
+    """False when the id or the hash is taken."""
+    try:
+        conn.execute(
+            f"INSERT INTO api_keys ({_KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                record.id,
+                record.key_hash,
+                record.role,
+                record.created_at,
+                record.revoked_at,
+                record.name,
+            ),
+        )
+    except sqlite3.IntegrityError:
+        return False
+    return True
+
+
+def find_api_key(conn: sqlite3.Connection, key_hash: str) -> ApiKeyRecord | None:
+    row = conn.execute(
+        f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE key_hash = ?", (key_hash,)
+    ).fetchone()
+    return None if row is None else ApiKeyRecord(*row)
+
+
+def list_api_keys(conn: sqlite3.Connection) -> list[ApiKeyRecord]:
+    rows = conn.execute(f"SELECT {_KEY_COLUMNS} FROM api_keys ORDER BY created_at, rowid")
+    return [ApiKeyRecord(*row) for row in rows]
+
+
+def revoke_api_key(conn: sqlite3.Connection, key_id: str, at: float) -> bool:
+    cursor = conn.execute(
+        "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (at, key_id)
+    )
+    return cursor.rowcount > 0

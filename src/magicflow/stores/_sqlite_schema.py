@@ -78,6 +78,17 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (execution_id, version)
     ) WITHOUT ROWID;
     """,
+    # 2: API keys of the HTTP service (the sha256 of each key, never the key)
+    """
+    CREATE TABLE api_keys (
+        id TEXT PRIMARY KEY,
+        key_hash TEXT NOT NULL UNIQUE,
+        role TEXT NOT NULL,
+        name TEXT,
+        created_at REAL NOT NULL,
+        revoked_at REAL
+    );
+    """,
 )
 
 

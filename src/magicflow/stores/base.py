@@ -24,6 +24,8 @@ Semantics every backend keeps (``tests/contract/test_store_contract.py`` checks 
   (and undeletes it), other content is a ``ConflictError``. "Latest" is the highest version
   in natural order (``version_key``) among those not deleted. Deleted definitions stay
   readable by exact version (``include_deleted``) so that running executions can finish.
+- API keys are stored by the sha256 of the key (never the key); ids and hashes are unique
+  (saving either again is a ``ConflictError``). Revoking keeps the record (``revoked_at``).
 """
 
 from __future__ import annotations
@@ -112,6 +114,22 @@ class Transition:
     breakers: Sequence[tuple[str, bytes]] = ()  # (function, state)
     idempotency_key: str | None = None  # recorded for (workflow, key) on create
     events: bytes | None = None  # lifecycle events, appended for watchers
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKeyRecord:
+    """An API key of the HTTP service: its id, the sha256 (hex) of the key, never the key."""
+
+    id: str
+    key_hash: str
+    role: str  # admin | operator | viewer
+    created_at: float
+    revoked_at: float | None = None
+    name: str | None = None  # a label for people
+
+    @property
+    def revoked(self) -> bool:
+        return self.revoked_at is not None
 
 
 @dataclass(slots=True)
@@ -206,6 +224,24 @@ class Store(Protocol):
         self, execution_id: str, after: int = 0, limit: int = 100
     ) -> list[EventRecord]:
         """Event records of an execution with ``version > after``, oldest first."""
+        ...
+
+    # -------------------------------------------------------------- API keys
+
+    async def save_api_key(self, record: ApiKeyRecord) -> None:
+        """Store a new key; ConflictError if its id or hash is stored already."""
+        ...
+
+    async def find_api_key(self, key_hash: str) -> ApiKeyRecord | None:
+        """The key with that hash (revoked ones too: the caller refuses them)."""
+        ...
+
+    async def list_api_keys(self) -> list[ApiKeyRecord]:
+        """Every key, revoked ones included, oldest first."""
+        ...
+
+    async def revoke_api_key(self, key_id: str, at: float) -> bool:
+        """Mark the key revoked at ``at``; False if there is no such key or it was revoked."""
         ...
 
 

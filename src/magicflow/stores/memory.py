@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from magicflow.errors import ConflictError
 from magicflow.stores.base import (
     TERMINAL_STATUSES,
+    ApiKeyRecord,
     CommitResult,
     DefinitionRecord,
     EventRecord,
@@ -44,6 +45,7 @@ class MemoryStore:
         self._idempotency: dict[tuple[str, str], str] = {}
         self._breakers: dict[str, bytes] = {}
         self._events: dict[str, list[EventRecord]] = {}
+        self._api_keys: dict[str, ApiKeyRecord] = {}  # by id, in creation order
         self._ids = itertools.count(1)  # outbox ids
         self._seq = itertools.count(1)
 
@@ -239,3 +241,28 @@ class MemoryStore:
         events = self._events.get(execution_id, [])
         start = bisect.bisect_right([e.version for e in events], after)
         return events[start : start + limit]
+
+    # -------------------------------------------------------------- API keys
+
+    async def save_api_key(self, record: ApiKeyRecord) -> None:
+        if record.id in self._api_keys or any(
+            k.key_hash == record.key_hash for k in self._api_keys.values()
+        ):
+            raise ConflictError(f"API key {record.id} is already stored")
+        self._api_keys[record.id] = record
+
+    async def find_api_key(self, key_hash: str) -> ApiKeyRecord | None:
+        for record in self._api_keys.values():
+            if record.key_hash == key_hash:
+                return record
+        return None
+
+    async def list_api_keys(self) -> list[ApiKeyRecord]:
+        return sorted(self._api_keys.values(), key=lambda k: k.created_at)
+
+    async def revoke_api_key(self, key_id: str, at: float) -> bool:
+        record = self._api_keys.get(key_id)
+        if record is None or record.revoked:
+            return False
+        self._api_keys[key_id] = replace(record, revoked_at=at)
+        return True

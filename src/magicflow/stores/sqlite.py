@@ -24,6 +24,7 @@ from magicflow.errors import ConfigurationError, ConflictError, StoreError
 from magicflow.stores import _sqlite_commit, _sqlite_queries
 from magicflow.stores._sqlite_schema import configure, migrate
 from magicflow.stores.base import (
+    ApiKeyRecord,
     CommitResult,
     DefinitionRecord,
     EventRecord,
@@ -227,3 +228,18 @@ class SQLiteStore:
         return await self._read(
             lambda c: _sqlite_queries.read_events(c, execution_id, after, limit)
         )
+
+    # -------------------------------------------------------------- API keys
+
+    async def save_api_key(self, record: ApiKeyRecord) -> None:
+        if not await self._write(lambda c: _sqlite_queries.save_api_key(c, record)):
+            raise ConflictError(f"API key {record.id} is already stored")
+
+    async def find_api_key(self, key_hash: str) -> ApiKeyRecord | None:
+        return await self._read(lambda c: _sqlite_queries.find_api_key(c, key_hash))
+
+    async def list_api_keys(self) -> list[ApiKeyRecord]:
+        return await self._read(_sqlite_queries.list_api_keys)
+
+    async def revoke_api_key(self, key_id: str, at: float) -> bool:
+        return await self._write(lambda c: _sqlite_queries.revoke_api_key(c, key_id, at))
