@@ -23,6 +23,7 @@ from magicflow import Engine, WorkflowValidationError
 from magicflow.dsl import compile_workflow
 from magicflow.engine.model import Emit
 from magicflow.errors import ConflictError
+from magicflow.stores import Store, store_from_url
 from tests.integration.scenarios import handlers
 from tests.integration.scenarios.support import (
     SCENARIOS,
@@ -114,8 +115,8 @@ class Scenarios:
 async def engine_for_scenarios(root: Path, **options: Any) -> AsyncIterator[Scenarios]:
     """An engine on a SQLite file in ``root`` with every scenario workflow registered."""
     options.setdefault("shutdown_grace", 0.5)
+    options.setdefault("store", f"sqlite:///{root / 'engine.db'}")
     async with Engine(
-        store=f"sqlite:///{root / 'engine.db'}",
         broker="memory://",
         registry=handlers.registry,
         **options,
@@ -429,6 +430,36 @@ async def test_an_execution_outlives_its_engine(tmp_path: Path) -> None:
         assert [r["attempt"] for r in calls.of("first", event="start")] == [1, 1]
         assert calls.count("first", event="end") == 1
         assert calls.count("second") == 1
+
+
+class SlowCommits:
+    """A store whose commits take a while: the engine decides the next batch meanwhile."""
+
+    def __init__(self, store: Store, seconds: float) -> None:
+        self._store = store
+        self._seconds = seconds
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def commit(self, *args: Any, **kwargs: Any) -> Any:
+        await asyncio.sleep(self._seconds)
+        return await self._store.commit(*args, **kwargs)
+
+
+async def test_wait_returns_the_final_document_when_commits_are_slow(tmp_path: Path) -> None:
+    """The engine decides the next batch while one commits (here slowly, one event per
+    batch). In each execution 'fast' ends, then 'slow' ends it while the commit of 'fast' is
+    still under way: wait() must return every execution as it ended, not as it was."""
+    store = SlowCommits(store_from_url(f"sqlite:///{tmp_path / 'slow.db'}"), 0.02)
+    async with engine_for_scenarios(tmp_path, store=store, batch_size=1) as scenarios:
+        started = await asyncio.gather(*(scenarios.start("two-paces") for _ in range(10)))
+        for execution_id, work in started:
+            doc = await scenarios.engine.wait(execution_id, timeout=WAIT)
+            assert doc["status"] == "completed", (doc["status"], statuses(doc))
+            check_document(doc, "two-paces")
+            assert Calls.read(work).count("slow", event="end") == 1
+    await store.close()
 
 
 async def test_input_that_fails_the_schema_starts_nothing(scenarios: Scenarios) -> None:

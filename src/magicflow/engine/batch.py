@@ -108,7 +108,10 @@ class Txn:
 
     @property
     def terminal(self) -> bool:
-        return self.state is not None and self.state.status in TERMINAL_STATUSES
+        """Whether the transition this commits ends the execution. Read from the transition,
+        not from ``state``: the driver decides the next batch while this one commits, and
+        ``decide`` updates that same state object in place."""
+        return self.transition is not None and self.transition.status in TERMINAL_STATUSES
 
 
 class Batch:
