@@ -38,6 +38,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import msgspec
+
 from magicflow.dsl.plan import DeadlineAction, StepKind, WorkflowPlan
 from magicflow.engine.context import Ctx
 from magicflow.engine.foreach import item_succeeded
@@ -241,8 +243,14 @@ def _on_child(ctx: Ctx, event: ChildFinished) -> None:
         else:
             item_succeeded(ctx, sp, ss, index, event.output)
         return
-    error = event.error or ErrorInfo(
-        type=CHILD_ERROR, message=f"child execution {event.child_id} ended {event.status}"
+    # SPEC §1: a failed child fails the step and the step's retry policy applies, whatever
+    # made the child fail (a non-retryable error inside the child ended the *child's* step).
+    error = (
+        msgspec.structs.replace(event.error, non_retryable=False)
+        if event.error is not None
+        else ErrorInfo(
+            type=CHILD_ERROR, message=f"child execution {event.child_id} ended {event.status}"
+        )
     )
     attempt_failed(ctx, sp, ss, index, error)
 
