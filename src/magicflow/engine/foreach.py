@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from magicflow.dsl.plan import StepPlan
+from magicflow.dsl.text import describe
 from magicflow.engine.context import EVALUATION_ERROR, Ctx, evaluate, render
 from magicflow.engine.model import ExecutionStatus, ItemState, StepState, StepStatus
 from magicflow.engine.steps import complete_step, dispatch_call, fail_step
@@ -27,7 +28,7 @@ def start_for_each(ctx: Ctx, sp: StepPlan, ss: StepState) -> None:
     if error is None and not isinstance(value, list):
         error = ErrorInfo(
             type=EVALUATION_ERROR,
-            message=f"for_each of step '{sp.id}' must evaluate to a list, got {_json_type(value)}",
+            message=f"for_each of step '{sp.id}' must evaluate to a list, got {describe(value)}",
             non_retryable=True,
             step_id=sp.id,
         )
@@ -95,17 +96,3 @@ def item_succeeded(ctx: Ctx, sp: StepPlan, ss: StepState, index: int, output: An
         complete_step(ctx, sp, ss, [it.output for it in items])
     else:
         fill(ctx, sp, ss)
-
-
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__
