@@ -1,31 +1,46 @@
 """The Store contract: one suite, run against every backend (stores/base.py states the rules).
 
-PostgreSQL and Redis join the ``store`` fixture's parameters when their backends land; in CI a
-missing server is a failure, never a skip.
+PostgreSQL and Redis run against the real servers (``tests/service_stores.py``), each test on a
+fresh schema or key prefix; in CI a missing server is a failure, never a skip.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 from pathlib import Path
 
 import pytest
 
-from magicflow.errors import ConflictError
+from magicflow.errors import ConfigurationError, ConflictError
 from magicflow.stores import ApiKeyRecord, DefinitionRecord, Store, Transition, store_from_url
 
-BACKENDS = ["memory", "sqlite"]
+from ..service_stores import postgresql_url, redis_url
+
+BACKENDS = [
+    "memory",
+    "sqlite",
+    pytest.param("postgresql", marks=pytest.mark.services),
+    pytest.param("redis", marks=pytest.mark.services),
+]
 
 
 @pytest.fixture(params=BACKENDS)
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    url = {"memory": "memory://", "sqlite": f"sqlite:///{tmp_path / 'store.db'}"}[request.param]
-    backend = store_from_url(url)
-    await backend.open()
-    try:
+    async with AsyncExitStack() as stack:
+        if request.param == "postgresql":
+            url = await stack.enter_async_context(postgresql_url())
+        elif request.param == "redis":
+            url = await stack.enter_async_context(redis_url())
+        else:
+            url = {"memory": "memory://", "sqlite": f"sqlite:///{tmp_path / 'store.db'}"}[
+                request.param
+            ]
+        backend = store_from_url(url)
+        await backend.open()
+        stack.push_async_callback(backend.close)
         yield backend
-    finally:
-        await backend.close()
 
 
 def definition(name: str = "wf", version: str = "1.0.0", digest: str = "d1") -> DefinitionRecord:
@@ -340,3 +355,28 @@ async def test_api_keys_are_listed_oldest_first_revoked_ones_included(store: Sto
     revoked = await store.find_api_key("h2")
     assert revoked is not None
     assert revoked.revoked
+
+
+# ------------------------------------------------------------------ URLs
+
+
+@pytest.mark.parametrize(
+    ("url", "module", "extra"),
+    [
+        ("postgresql://postgres@127.0.0.1:5432/test", "asyncpg", "postgresql"),
+        ("redis://127.0.0.1:6379/0", "redis", "redis"),
+    ],
+)
+def test_a_missing_driver_names_the_extra(
+    monkeypatch: pytest.MonkeyPatch, url: str, module: str, extra: str
+) -> None:
+    monkeypatch.setitem(sys.modules, module, None)
+    for name in ("magicflow.stores.postgresql", "magicflow.stores.redis"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    with pytest.raises(ConfigurationError, match=rf"magicflow\[{extra}\]"):
+        store_from_url(url)
+
+
+def test_an_unknown_scheme_is_a_configuration_error() -> None:
+    with pytest.raises(ConfigurationError, match="unsupported store URL"):
+        store_from_url("mongodb://127.0.0.1")

@@ -35,8 +35,9 @@ __all__ = [
 
 
 def store_from_url(url: str) -> Store:
-    """A store for ``url``: ``sqlite:///PATH`` or ``memory://`` (PostgreSQL and Redis arrive
-    with their extras). The store is not opened yet: ``await store.open()``."""
+    """A store for ``url``: ``sqlite:///PATH``, ``memory://``, ``postgresql://...`` or
+    ``redis://...`` (the last two need their extras). The store is not opened yet:
+    ``await store.open()``."""
     scheme = urlsplit(url).scheme
     if scheme == "sqlite":
         from magicflow.stores.sqlite import SQLiteStore
@@ -46,8 +47,27 @@ def store_from_url(url: str) -> Store:
         from magicflow.stores.memory import MemoryStore
 
         return MemoryStore()
-    if scheme in ("postgresql", "postgres", "redis"):
-        raise ConfigurationError(
-            f"the {scheme} store is not available yet; use sqlite:///PATH (the embedded default)"
-        )
-    raise ConfigurationError(f"unsupported store URL {url!r}: expected sqlite:///PATH or memory://")
+    if scheme in ("postgresql", "postgres"):
+        try:
+            from magicflow.stores.postgresql import PostgreSQLStore
+        except ImportError as exc:
+            raise _missing("postgresql", "asyncpg", exc) from exc
+        return PostgreSQLStore.from_url(url)
+    if scheme in ("redis", "rediss"):
+        try:
+            from magicflow.stores.redis import RedisStore
+        except ImportError as exc:
+            raise _missing("redis", "redis", exc) from exc
+        return RedisStore.from_url(url)
+    raise ConfigurationError(
+        f"unsupported store URL {url!r}: expected sqlite:///PATH, memory://, "
+        "postgresql://... or redis://..."
+    )
+
+
+def _missing(extra: str, module: str, exc: ImportError) -> ConfigurationError:
+    if exc.name not in (module, None) and not (exc.name or "").startswith(module + "."):
+        raise exc
+    return ConfigurationError(
+        f"the {extra} store needs the {module!r} package: pip install 'magicflow[{extra}]'"
+    )
