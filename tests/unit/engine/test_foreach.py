@@ -70,7 +70,7 @@ def test_not_a_list_fails_the_step_clearly() -> None:
     st = run.st
     assert st.steps["charge"].status is StepStatus.FAILED
     assert st.error is not None
-    assert "must evaluate to a list, got an object" in st.error.message
+    assert "must evaluate to a list, got a mapping" in st.error.message
 
 
 def test_each_item_retries_independently() -> None:
