@@ -15,15 +15,32 @@ from magicflow.service import Engine
 from magicflow.stores import Store
 from magicflow.stores.memory import MemoryStore
 
+from ..service_stores import postgresql_url, redis_url
+
 EngineFactory = Callable[..., AbstractAsyncContextManager[Engine]]
 
 
-@pytest.fixture(params=["sqlite", "memory"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str | Store:
-    """A SQLite file, or one in-memory store shared by the engines of a test (restarts)."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'engine.db'}"
-    return MemoryStore()
+@pytest.fixture(
+    params=[
+        "sqlite",
+        "memory",
+        pytest.param("postgresql", marks=pytest.mark.services),
+        pytest.param("redis", marks=pytest.mark.services),
+    ]
+)
+async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str | Store]:
+    """A SQLite file, one in-memory store shared by the engines of a test (restarts), or a
+    fresh PostgreSQL schema or Redis key prefix."""
+    if request.param == "postgresql":
+        async with postgresql_url() as url:
+            yield url
+    elif request.param == "redis":
+        async with redis_url() as url:
+            yield url
+    elif request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'engine.db'}"
+    else:
+        yield MemoryStore()
 
 
 @pytest.fixture

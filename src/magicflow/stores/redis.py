@@ -1,7 +1,8 @@
 """Redis store (``redis://host:port/db``): state in Redis, for deployments that run Redis only.
 
 Every key is under a prefix (``magicflow:`` unless the URL says ``?prefix=...``), so the store
-can share a Redis database with the Redis broker. The group commit is one Lua script
+can share a Redis database with the Redis broker; ``?pool_size=N`` bounds the connections
+(default 32; callers wait for a free one). The group commit is one Lua script
 (``redis_commit.lua``, which documents the keys): it checks every expected version and applies
 the transitions that pass, atomically. Listing walks sorted-set indexes of executions by
 creation order (all, per workflow, per status, per parent), with the creation number as cursor.
@@ -65,14 +66,18 @@ _ApiKey = tuple[str, str, float, str | None]  # key_hash, role, created_at, name
 _decode_api_key = msgspec.msgpack.Decoder(_ApiKey).decode
 
 
-def parse_url(url: str) -> tuple[str, str]:
-    """``(URL for redis-py, key prefix)``."""
+def parse_url(url: str) -> tuple[str, str, int]:
+    """``(URL for redis-py, key prefix, pool size)``."""
     parts = urlsplit(url)
     if parts.scheme not in ("redis", "rediss"):
         raise ConfigurationError(f"not a Redis URL: {url!r}")
     options = dict(parse_qsl(parts.query))
     prefix = options.pop("prefix", "magicflow:")
-    return urlunsplit(parts._replace(query=urlencode(options))), prefix
+    try:
+        pool_size = int(options.pop("pool_size", "32"))
+    except ValueError as exc:
+        raise ConfigurationError(f"bad pool_size in {url!r}") from exc
+    return urlunsplit(parts._replace(query=urlencode(options))), prefix, pool_size
 
 
 def _text(value: bytes | str) -> str:
@@ -115,8 +120,10 @@ def _timer(member: bytes, due: float) -> TimerRecord:
 
 
 class RedisStore:
-    def __init__(self, url: str = "redis://127.0.0.1:6379/0", prefix: str = "magicflow:") -> None:
-        self.url, self.prefix = url, prefix
+    def __init__(
+        self, url: str = "redis://127.0.0.1:6379/0", prefix: str = "magicflow:", pool_size: int = 32
+    ) -> None:
+        self.url, self.prefix, self.pool_size = url, prefix, pool_size
         self.schema_version = 0
         self._client: aioredis.Redis | None = None
         self._commit: Any = None
@@ -124,13 +131,16 @@ class RedisStore:
 
     @classmethod
     def from_url(cls, url: str) -> RedisStore:
-        plain, prefix = parse_url(url)
-        return cls(plain, prefix)
+        plain, prefix, pool_size = parse_url(url)
+        return cls(plain, prefix, pool_size)
 
     async def open(self) -> None:
         if self._client is not None:
             return
-        client = aioredis.Redis.from_url(self.url)
+        pool = aioredis.BlockingConnectionPool.from_url(
+            self.url, max_connections=self.pool_size, timeout=30
+        )
+        client = aioredis.Redis.from_pool(pool)  # owns the pool: closing it closes the pool
         try:
             await client.ping()
             key = self.prefix + "schema_version"
