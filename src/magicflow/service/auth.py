@@ -1,0 +1,71 @@
+"""Who may call what: ``Authorization: Bearer <API key>``, checked against the store's keys.
+
+Every unknown, revoked or malformed key (or none) gets the same 401, so an answer tells an
+attacker nothing about which keys exist; a valid key whose role may not do a thing gets 403.
+With ``ServiceSettings.auth`` off (``magic-flow server --no-auth``) every call is allowed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from magicflow.service.keys import GRANTS, Permission, Role, authenticate
+from magicflow.service.state import service_of
+
+bearer = HTTPBearer(
+    auto_error=False,
+    description="An API key made by `magic-flow keys create --role admin|operator|viewer`.",
+)
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+
+UNAUTHORIZED = "missing or invalid API key (send Authorization: Bearer <key>)"
+_VERBS = {
+    Permission.READ: "read",
+    Permission.OPERATE: "start or control executions",
+    Permission.ADMINISTER: "register or delete workflow definitions",
+}
+
+
+def _unauthorized() -> HTTPException:
+    return HTTPException(401, UNAUTHORIZED, headers={"WWW-Authenticate": "Bearer"})
+
+
+async def _check(
+    request: Request, credentials: HTTPAuthorizationCredentials | None, permission: Permission
+) -> None:
+    service = service_of(request)
+    if not service.settings.auth:
+        return
+    if credentials is None:
+        raise _unauthorized()
+    record = await authenticate(service.engine.store, credentials.credentials)
+    if record is None:
+        raise _unauthorized()
+    if permission not in GRANTS[Role(record.role)]:
+        raise HTTPException(403, f"the {record.role} role may not {_VERBS[permission]}")
+    request.state.api_key = record
+
+
+def require(permission: Permission) -> Callable[[Request, Credentials], Awaitable[None]]:
+    """A dependency that lets through the keys whose role grants ``permission``."""
+
+    async def check(request: Request, credentials: Credentials) -> None:
+        await _check(request, credentials, permission)
+
+    return check
+
+
+async def require_health(request: Request, credentials: Credentials) -> None:
+    """``/health`` and ``/health/ready``: open unless ``open_health`` is off, then any key."""
+    if service_of(request).settings.open_health:
+        return
+    await _check(request, credentials, Permission.READ)
+
+
+CanRead = Depends(require(Permission.READ))
+CanOperate = Depends(require(Permission.OPERATE))
+CanAdminister = Depends(require(Permission.ADMINISTER))

@@ -1,0 +1,148 @@
+"""Who may call what: every endpoint x admin / operator / viewer / no key / revoked key /
+unknown key / malformed header; the open endpoints; health behind a key; auth off."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from magicflow.service import Engine
+from magicflow.service.app import create_app
+from magicflow.service.auth import UNAUTHORIZED
+from magicflow.service.settings import ServiceSettings
+from tests.service.conftest import GREET, YAML, register, wait_status
+
+READ, OPERATE, ADMIN = "read", "operate", "admin"
+ALLOWED = {
+    "admin": {READ, OPERATE, ADMIN},
+    "operator": {READ, OPERATE},
+    "viewer": {READ},
+}
+ENDPOINTS = [
+    (READ, "GET", "/api/v1/workflows", None),
+    (READ, "GET", "/api/v1/workflows/greet", None),
+    (READ, "GET", "/api/v1/workflows/greet/versions", None),
+    (READ, "GET", "/api/v1/workflows/greet/versions/1.0.0", None),
+    (READ, "GET", "/api/v1/executions", None),
+    (READ, "GET", "/api/v1/executions/{id}", None),
+    (READ, "GET", "/api/v1/executions/{id}/events", None),
+    (OPERATE, "POST", "/api/v1/workflows/greet/executions", {"input": {"name": "x"}}),
+    (OPERATE, "POST", "/api/v1/executions/{id}/cancel", None),
+    (OPERATE, "POST", "/api/v1/executions/{id}/pause", None),
+    (OPERATE, "POST", "/api/v1/executions/{id}/resume", None),
+    (OPERATE, "POST", "/api/v1/executions/{id}/retry", None),
+    (OPERATE, "POST", "/api/v1/executions/{id}/signals/go", {"payload": 1}),
+    (ADMIN, "POST", "/api/v1/workflows", GREET),
+    (ADMIN, "DELETE", "/api/v1/workflows/other", None),
+    (ADMIN, "DELETE", "/api/v1/workflows/other/versions/1.0.0", None),
+]
+MALFORMED = [
+    "Bearer",
+    "Bearer ",
+    "Basic YWRtaW46YWRtaW4=",
+    "{key}",
+    "Token {key}",
+    "Bearer " + "a" * 5000,
+]
+
+
+@pytest.fixture
+async def execution_id(admin: httpx.AsyncClient) -> str:
+    await register(admin, GREET)
+    started = await admin.post(
+        "/api/v1/workflows/greet/executions", json={"input": {"name": "ada"}}
+    )
+    execution_id: str = started.json()["execution_id"]
+    await wait_status(admin, execution_id, "completed")
+    return execution_id
+
+
+async def call(
+    client: httpx.AsyncClient, method: str, path: str, body: object, headers: dict[str, str]
+) -> httpx.Response:
+    if isinstance(body, str):
+        return await client.request(method, path, content=body, headers={**headers, **YAML})
+    return await client.request(method, path, json=body, headers=headers)
+
+
+@pytest.mark.parametrize(("permission", "method", "path", "body"), ENDPOINTS)
+async def test_every_endpoint_by_role(
+    anonymous: httpx.AsyncClient,
+    keys: dict[str, str],
+    execution_id: str,
+    permission: str,
+    method: str,
+    path: str,
+    body: object,
+) -> None:
+    path = path.replace("{id}", execution_id)
+    for role, granted in ALLOWED.items():
+        response = await call(
+            anonymous, method, path, body, {"Authorization": f"Bearer {keys[role]}"}
+        )
+        if permission in granted:
+            assert response.status_code not in (401, 403), (role, response.text)
+        else:
+            assert response.status_code == 403, (role, response.text)
+            assert f"the {role} role may not" in response.json()["detail"]
+    refusals: list[dict[str, str]] = [{}] + [
+        {"Authorization": f"Bearer {keys[name]}"} for name in ("revoked", "unknown")
+    ]
+    refusals += [{"Authorization": h.format(key=keys["admin"])} for h in MALFORMED]
+    for headers in refusals:
+        response = await call(anonymous, method, path, body, headers)
+        assert response.status_code == 401, headers
+        assert response.json() == {"detail": UNAUTHORIZED}
+        assert response.headers["www-authenticate"] == "Bearer"
+
+
+async def test_the_bearer_scheme_is_case_insensitive(
+    anonymous: httpx.AsyncClient, keys: dict[str, str]
+) -> None:
+    response = await anonymous.get(
+        "/api/v1/workflows", headers={"Authorization": f"bearer {keys['viewer']}"}
+    )
+    assert response.status_code == 200
+
+
+async def test_docs_openapi_and_liveness_need_no_key(anonymous: httpx.AsyncClient) -> None:
+    for path in ("/openapi.json", "/docs", "/health/live", "/health", "/health/ready"):
+        response = await anonymous.get(path)
+        assert response.status_code == 200, path
+
+
+@pytest.fixture
+def protected_health_app(engine: Engine) -> FastAPI:
+    return create_app(engine, ServiceSettings(open_health=False))
+
+
+async def test_health_can_be_put_behind_a_key(
+    protected_health_app: FastAPI, keys: dict[str, str]
+) -> None:
+    transport = httpx.ASGITransport(app=protected_health_app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        for path in ("/health", "/health/ready"):
+            assert (await client.get(path)).status_code == 401
+            viewer = {"Authorization": f"Bearer {keys['viewer']}"}
+            assert (await client.get(path, headers=viewer)).status_code == 200
+        assert (await client.get("/health/live")).status_code == 200
+
+
+@pytest.fixture
+async def open_client(engine: Engine) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(engine, ServiceSettings(auth=False))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        yield client
+
+
+async def test_without_auth_everything_is_allowed(open_client: httpx.AsyncClient) -> None:
+    assert (await register(open_client, GREET)).status_code == 201
+    started = await open_client.post(
+        "/api/v1/workflows/greet/executions", json={"input": {"name": "x"}}
+    )
+    assert started.status_code == 201
+    assert (await open_client.delete("/api/v1/workflows/greet")).status_code == 200
