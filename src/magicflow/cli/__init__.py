@@ -1,5 +1,6 @@
 """The ``magic-flow`` command. Each command lives in a module of its own."""
 
+from magicflow.cli import db as _db  # noqa: F401  (registers `magic-flow db upgrade`)
 from magicflow.cli import graph as _graph  # noqa: F401  (registers `magic-flow graph`)
 from magicflow.cli import keys as _keys  # noqa: F401  (registers `magic-flow keys` and `server`)
 from magicflow.cli import run as _run  # noqa: F401  (registers `magic-flow run`)

@@ -98,6 +98,7 @@ class _Connection:
 class SQLiteStore:
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
+        self.schema_version = 0  # set by open()
         self._writer: _Connection | None = None
         self._reader: _Connection | None = None
 
@@ -113,7 +114,7 @@ class SQLiteStore:
         writer = _Connection(self.path, "magicflow-sqlite-writer")
         await writer.open()
         self._writer = writer
-        await writer.run(migrate)
+        self.schema_version = await writer.run(migrate)
         if self.path == ":memory:":
             self._reader = writer
         else:
