@@ -42,7 +42,7 @@ async def test_an_invalid_document_gets_the_diagnostics_of_validate(
     response = await register(admin, text)
     assert response.status_code == 422
     body = response.json()
-    assert "invalid workflow definition" in body["detail"]
+    assert body["detail"].startswith("invalid workflow definition: <request>:11:5: error:")
     (diagnostic,) = body["diagnostics"]
     assert diagnostic["line"] == 11
     assert "did you mean 'depends_on'" in diagnostic["message"]

@@ -102,8 +102,11 @@ async def register_workflow(request: Request, response: Response) -> Any:
         raise HTTPException(422, "the request body is empty: send a workflow document")
     result = await _parse(body)
     if result.plan is None or not result.valid:
+        first = result.diagnostics[0].format() if result.diagnostics else "invalid"
+        more = len(result.diagnostics) - 1
         problem = InvalidProblem(
-            detail=f"invalid workflow definition ({len(result.diagnostics)} problems)",
+            detail=f"invalid workflow definition: {first}"
+            + (f" (and {more} more)" if more > 0 else ""),
             diagnostics=[d.to_dict() for d in result.diagnostics],  # type: ignore[misc]
         )
         return JSONResponse(problem.model_dump(), status_code=422)

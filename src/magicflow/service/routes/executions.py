@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, HTTPException, Path, Query, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 
+from magicflow.errors import WorkflowValidationError
 from magicflow.service.auth import CanOperate, CanRead
 from magicflow.service.events import stream
 from magicflow.service.schemas import (
@@ -42,22 +43,30 @@ _CONTROL_ERRORS: dict[int | str, dict[str, Any]] = {
     "/workflows/{name}/executions",
     status_code=201,
     dependencies=[CanOperate],
+    response_model=ExecutionCreated,
     responses={**_ERRORS, 422: {"model": InvalidProblem, "description": "Input is invalid."}},
 )
 async def start_execution(
     request: Request,
     name: Annotated[str, Path(max_length=200)],
     body: StartExecution | None = None,
-) -> ExecutionCreated:
+) -> Any:
     """Start an execution of the latest (or the given) version. With an ``idempotency_key``
     already used for this workflow, the execution it started."""
     body = body or StartExecution()
     engine = engine_of(request)
     if body.version is not None and await engine.store.get_definition(name, body.version) is None:
         raise HTTPException(404, f"workflow {name}@{body.version} is not registered")
-    execution_id = await engine.start(
-        name, body.input, version=body.version, idempotency_key=body.idempotency_key
-    )
+    try:
+        execution_id = await engine.start(
+            name, body.input, version=body.version, idempotency_key=body.idempotency_key
+        )
+    except WorkflowValidationError as exc:  # the input fails the workflow's input_schema
+        problem = InvalidProblem(
+            detail="invalid input: " + "; ".join(d.message for d in exc.diagnostics),
+            diagnostics=[d.to_dict() for d in exc.diagnostics],  # type: ignore[misc]
+        )
+        return JSONResponse(problem.model_dump(), status_code=422)
     return ExecutionCreated(execution_id=execution_id)
 
 
