@@ -1,5 +1,5 @@
-"""Message brokers. ``connect(url)`` picks the backend from the URL scheme and imports it lazily,
-so a missing optional driver is a clear message, not an ImportError at start-up."""
+"""Message brokers. ``broker_from_url(url)`` picks the backend from the URL scheme and imports it
+lazily, so a missing optional driver is a clear message, not an ImportError at start-up."""
 
 from __future__ import annotations
 
@@ -10,15 +10,45 @@ from magicflow.errors import ConfigurationError
 
 __all__ = ["RESULTS_QUEUE", "Broker", "Delivery", "broker_from_url"]
 
+# scheme -> (extra to install, the driver's top-level module)
+_EXTRAS = {
+    "redis": ("redis", "redis"),
+    "rediss": ("redis", "redis"),
+    "amqp": ("rabbitmq", "aio_pika"),
+    "amqps": ("rabbitmq", "aio_pika"),
+    "nats": ("nats", "nats"),
+    "tls": ("nats", "nats"),
+}
+
 
 def broker_from_url(url: str) -> Broker:
-    """A broker for ``url`` (``memory://``; networked backends arrive with their extras)."""
+    """A broker for ``url``: ``memory://``, ``redis://HOST:PORT/DB``,
+    ``amqp://USER:PASSWORD@HOST:PORT/VHOST``, ``nats://HOST:PORT``."""
     scheme = urlsplit(url).scheme
     if scheme == "memory":
         from magicflow.brokers.memory import MemoryBroker
 
         return MemoryBroker()
-    raise ConfigurationError(
-        f"unsupported broker URL {url!r}: expected memory:// "
-        "(redis://, amqp://, nats:// and kafka:// need their backends)"
-    )
+    if scheme not in _EXTRAS:
+        raise ConfigurationError(
+            f"unsupported broker URL {url!r}: expected memory://, redis://, amqp:// or nats://"
+        )
+    extra, driver = _EXTRAS[scheme]
+    try:
+        if extra == "redis":
+            from magicflow.brokers.redis import RedisBroker
+
+            return RedisBroker(url)
+        if extra == "rabbitmq":
+            from magicflow.brokers.rabbitmq import RabbitMQBroker
+
+            return RabbitMQBroker(url)
+        from magicflow.brokers.nats import NatsBroker
+
+        return NatsBroker(url)
+    except ImportError as exc:
+        if exc.name is None or exc.name.split(".")[0] != driver:
+            raise
+        raise ConfigurationError(
+            f"the {scheme}:// broker needs its driver: pip install 'magicflow[{extra}]'"
+        ) from None
