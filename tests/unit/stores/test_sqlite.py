@@ -30,8 +30,8 @@ def test_urls_follow_the_sqlalchemy_convention() -> None:
 def test_store_from_url_picks_the_backend_by_scheme(tmp_path: Path) -> None:
     assert isinstance(store_from_url(f"sqlite:///{tmp_path}/x.db"), SQLiteStore)
     assert isinstance(store_from_url("memory://"), MemoryStore)
-    with pytest.raises(ConfigurationError, match="postgresql"):
-        store_from_url("postgresql://localhost/db")
+    assert type(store_from_url("postgresql://localhost/db")).__name__ == "PostgreSQLStore"
+    assert type(store_from_url("redis://localhost:6379/0")).__name__ == "RedisStore"
     with pytest.raises(ConfigurationError, match="unsupported"):
         store_from_url("mongodb://x")
 
