@@ -157,3 +157,22 @@ async def test_the_openapi_document_describes_the_api(admin: httpx.AsyncClient) 
     docs = await admin.get("/docs")
     assert docs.status_code == 200
     assert "swagger" in docs.text.lower()
+
+
+async def test_a_string_that_is_not_valid_unicode_is_refused(admin: httpx.AsyncClient) -> None:
+    await register(admin, APPROVAL)
+    surrogate = '{"input": {"name": "\\ud800"}}'  # valid JSON, but no UTF-8 encoder takes it
+    json_type = {"Content-Type": "application/json"}
+    response = await admin.post(START.format("approval"), content=surrogate, headers=json_type)
+    assert response.status_code == 422
+    assert "cannot be stored" in response.json()["detail"]
+    execution_id = (await admin.post(START.format("approval"), json={})).json()["execution_id"]
+    await wait_status(admin, execution_id, "running")
+    signal = await admin.post(
+        f"/api/v1/executions/{execution_id}/signals/approve",
+        content='{"payload": "\\udc00"}',
+        headers=json_type,
+    )
+    assert signal.status_code == 422
+    document = await wait_status(admin, execution_id, "running")
+    assert document["steps"]["ask"]["status"] == "waiting"

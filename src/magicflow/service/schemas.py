@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+import msgspec
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+_encode = msgspec.json.Encoder().encode
 
 
 class Problem(BaseModel):
@@ -77,9 +80,22 @@ class Deleted(BaseModel):
 # ------------------------------------------------------------------ executions
 
 
-class StartExecution(BaseModel):
+class _JsonBody(BaseModel):
+    """A request body the engine can store: strictly valid Unicode (JSON lets a string hold
+    a lone surrogate, ``"\\ud800"``, that no UTF-8 encoder takes)."""
+
     model_config = ConfigDict(extra="forbid")
 
+    @model_validator(mode="after")
+    def _encodable(self) -> _JsonBody:
+        try:
+            _encode(self.model_dump())
+        except (UnicodeEncodeError, TypeError, OverflowError, ValueError) as exc:
+            raise ValueError(f"the body cannot be stored as JSON: {exc}") from None
+        return self
+
+
+class StartExecution(_JsonBody):
     input: Any = Field(default=None, description="The execution input ({} when absent).")
     version: str | None = Field(
         default=None, min_length=1, max_length=200, description="Default: latest."
@@ -93,15 +109,11 @@ class ExecutionCreated(BaseModel):
     execution_id: str
 
 
-class CancelExecution(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class CancelExecution(_JsonBody):
     reason: str | None = Field(default=None, max_length=1000)
 
 
-class SendSignal(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class SendSignal(_JsonBody):
     payload: Any = Field(default=None, description="The waiting step's output.")
 
 
