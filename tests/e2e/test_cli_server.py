@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -159,14 +160,37 @@ def test_the_server_serves_the_api_and_stops_cleanly_on_sigterm(
             "/api/v1/workflows/greet/executions", json={"input": {"name": "bob"}}
         ).json()["execution_id"]
         assert client.get("/health").json()["status"] == "healthy"
+    # a client watching the waiting execution does not hold the shutdown up
+    watched: list[str] = []
+    watcher = threading.Thread(target=_watch, args=(url, key, waiting, watched), daemon=True)
+    watcher.start()
+    deadline = time.monotonic() + 10
+    while not watched:
+        assert time.monotonic() < deadline, "the event stream did not start"
+        time.sleep(0.05)
+    stopping = time.monotonic()
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=30)
     assert process.returncode == 0, stderr
+    assert time.monotonic() - stopping < 8, "the open event stream held the shutdown up"
+    watcher.join(timeout=10)
+    assert "event: execution.started" in "".join(watched)
     assert "Traceback" not in stderr
     # the store kept both executions
     listed = magic_flow("keys", "list", "--json", cwd=workdir)
     assert listed.returncode == 0
     assert _status_of(workdir, waiting) in ("running", "pending")
+
+
+def _watch(url: str, key: str, execution_id: str, into: list[str]) -> None:
+    headers = {"Authorization": f"Bearer {key}"}
+    path = f"{url}/api/v1/executions/{execution_id}/events"
+    try:
+        with httpx.stream("GET", path, headers=headers, timeout=30) as stream:
+            for text in stream.iter_text():
+                into.append(text)
+    except httpx.HTTPError:
+        into.append("(connection closed)")
 
 
 def _status_of(workdir: Path, execution_id: str) -> str:
