@@ -126,6 +126,11 @@ async def _serve(
                 await _check_keys(engine.store, store_url)
             else:
                 logger.warning("auth is off (--no-auth): anyone who reaches the port is admin")
+            if registry is None and settings.broker.startswith("memory:"):
+                logger.warning(
+                    "no --handlers with the in-process broker (memory://): nothing will run "
+                    "the steps; pass --handlers, or a shared --broker for `magic-flow executor`"
+                )
         except MagicFlowError as exc:
             return exc
         app = create_app(engine, service)
