@@ -50,6 +50,7 @@ from magicflow.service.ids import new_execution_id
 from magicflow.stores import Store, store_from_url
 
 _decode_state = msgspec.json.Decoder(ExecutionState).decode
+_encode_json = msgspec.json.Encoder().encode
 
 _ALLOWED: dict[type[Event], frozenset[ExecutionStatus]] = {
     CancelRequested: frozenset(
@@ -206,7 +207,7 @@ class Engine:
         already used for this workflow, the id of the execution it started."""
         plan = await self.catalog.resolve(workflow, version)
         data = {} if input is None else input
-        problems = validate_input(plan, data)
+        problems = _not_json(data, "input") or validate_input(plan, data)
         if problems:
             raise WorkflowValidationError(
                 [Diagnostic(f"{plan.name}@{plan.version}", 1, 1, p) for p in problems]
@@ -297,6 +298,9 @@ class Engine:
 
     async def signal(self, execution_id: str, name: str, payload: Any = None) -> None:
         """Deliver signal ``name`` (a ``wait_for`` step's output is its payload)."""
+        problems = _not_json(payload, "the signal's payload")
+        if problems:
+            raise WorkflowValidationError([Diagnostic(f"signal {name}", 1, 1, problems[0])])
         await self._control(execution_id, SignalReceived(name, payload))
 
     async def _control(self, execution_id: str, event: Event) -> None:
@@ -353,6 +357,16 @@ def _tune_interpreter() -> Callable[[], None]:
             gc.unfreeze()
 
     return restore
+
+
+def _not_json(value: Any, what: str) -> list[str]:
+    """Why ``value`` cannot be stored as JSON (a set, a lone surrogate, ...), if it cannot:
+    refused up front, since a state the store cannot encode could never be committed."""
+    try:
+        _encode_json(value)
+    except (TypeError, ValueError, OverflowError) as exc:
+        return [f"{what} is not JSON data: {exc}"]
+    return []
 
 
 def _read_workflow(path: str | os.PathLike[str]) -> tuple[WorkflowPlan, str]:
