@@ -1,8 +1,12 @@
-"""Transitions per second through the SQLite store, at several group-commit sizes.
+"""Transitions per second through a store, at several group-commit sizes.
 
-``python -m bench.bench_store [--count N]``. Each transition is what a one-step workflow's
-start writes: a new execution state (~600 bytes), one outbox message, one event record; then
-a second transition per execution completes it (state update, outbox rows deleted).
+``python -m bench.bench_store [--count N] [--store URL]``: a temporary SQLite file by default;
+``--store postgresql://postgres@127.0.0.1:5432/test?schema=bench`` or
+``--store redis://127.0.0.1:6379/0?prefix=bench:`` measures those (the rows are left there,
+under ids unique to the run: point it at a scratch schema or prefix). Each transition is what a
+one-step workflow's start writes: a new execution state (~600 bytes), one outbox message, one
+event record; then a second transition per execution completes it (state update, outbox rows
+deleted).
 """
 
 from __future__ import annotations
@@ -11,10 +15,10 @@ import argparse
 import asyncio
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
-from magicflow.stores import Transition
-from magicflow.stores.sqlite import SQLiteStore
+from magicflow.stores import Transition, store_from_url
 
 STATE = (
     b'{"id":"x","workflow":"bench","version":"1","status":"running",' + b'"x":' + b"1" * 520 + b"}"
@@ -59,11 +63,11 @@ def _completes(prefix: str, count: int) -> list[Transition]:
     ]
 
 
-async def measure(path: Path, count: int, batch: int) -> float:
+async def measure(url: str, count: int, batch: int) -> float:
     """Transitions per second: ``count`` creates then ``count`` completions, ``batch`` a commit."""
-    store = SQLiteStore(path)
+    store = store_from_url(url)
     await store.open()
-    prefix = f"b{batch}-"
+    prefix = f"{uuid.uuid4().hex[:8]}-b{batch}-"
     creates, completes = _creates(prefix, count), _completes(prefix, count)
     began = time.perf_counter()
     done: list[int] = []
@@ -78,15 +82,19 @@ async def measure(path: Path, count: int, batch: int) -> float:
     return 2 * count / elapsed
 
 
-async def main(count: int) -> None:
+async def main(count: int, store: str | None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
+        print(f"store: {store or 'sqlite (temporary file)'}")
         for batch in (1, 10, 100, 1000):
             n = count // 10 if batch == 1 else count
-            rate = await measure(Path(tmp) / f"store-{batch}.db", n, batch)
+            url = store or f"sqlite:///{Path(tmp) / f'store-{batch}.db'}"
+            rate = await measure(url, n, batch)
             print(f"batch {batch:>5}: {rate:>10,.0f} transitions/s")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(prog="python -m bench.bench_store", description=__doc__)
     parser.add_argument("--count", type=int, default=50_000)
-    asyncio.run(main(parser.parse_args().count))
+    parser.add_argument("--store", help="store URL (default: a temporary SQLite file)")
+    arguments = parser.parse_args()
+    asyncio.run(main(arguments.count, arguments.store))

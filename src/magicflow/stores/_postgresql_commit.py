@@ -1,28 +1,29 @@
-"""The PostgreSQL group commit: a batch of transitions in one transaction.
+"""The PostgreSQL group commit: a batch of transitions in one transaction, four round trips
+whatever its size (BEGIN, lock and read, write, COMMIT).
 
-1. ``SELECT ... FOR UPDATE`` locks the rows of every execution the batch touches and reads
-   their versions; the checks (and the chaining of several transitions of one execution)
-   happen here, against rows nobody else can change until we commit.
-2. Creates and idempotency keys are inserted with ``ON CONFLICT DO NOTHING``: a row another
-   instance created meanwhile (it could not be locked, it did not exist yet) comes back
-   missing. Then the batch is checked again with those executions as conflicts, after rolling
-   back to a savepoint. That only happens when two instances race on the same new id.
-3. Everything else is written table by table as ``unnest`` arrays: one statement per table
-   whatever the batch size, so a commit costs about ten round trips.
-
-Each execution is written once per batch (its last applied transition), timers once per key
-(the last thing the batch did to it), breakers once per function (last wins).
+1. ``SELECT ... FOR UPDATE`` locks the rows of every execution the batch touches (in id
+   order: no deadlocks between instances) and reads their versions; the checks, and the
+   chaining of several transitions of one execution, happen here against rows nobody else can
+   change until we commit. Idempotency keys the batch wants are looked up too.
+2. ONE statement writes everything: data-modifying CTEs, a table each, fed by ``unnest``
+   arrays (asyncpg prepares it once per connection). Each row is touched once: an execution
+   is written as its last applied transition, a timer as the last thing the batch did to it,
+   a breaker last-wins.
+3. Creates and idempotency keys are inserted with ``ON CONFLICT DO NOTHING``: a row another
+   instance created meanwhile (it could not be locked: it did not exist yet) comes back
+   missing. Then the whole transaction (the rest of that statement included) is rolled back
+   and run again with those executions as conflicts; that only happens when two instances
+   race on the same new id or key.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import Any
+
+import asyncpg  # type: ignore[import-untyped]
 
 from magicflow.stores.base import CommitResult, OutboxMessage, Transition
-
-if TYPE_CHECKING:
-    import asyncpg  # type: ignore[import-untyped]
 
 _LOCK_VERSIONS = "SELECT id, version FROM executions WHERE id = ANY($1::text[]) FOR UPDATE"
 _IDEMPOTENT = (
@@ -30,47 +31,56 @@ _IDEMPOTENT = (
     "JOIN unnest($1::text[], $2::text[]) AS u(workflow, key) "
     "ON i.workflow = u.workflow AND i.key = u.key"
 )
-_INSERT_EXECUTIONS = (
-    "INSERT INTO executions (id, version, workflow, workflow_version, status, parent_id, "
-    "created_at, updated_at, state) "
-    "SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], "
-    "$6::text[], $7::float8[], $8::float8[], $9::bytea[]) "
-    "ON CONFLICT (id) DO NOTHING RETURNING id"
-)
-_UPDATE_EXECUTIONS = (
-    "UPDATE executions e SET version = u.version, status = u.status, "
-    "updated_at = u.updated_at, state = u.state "
-    "FROM unnest($1::text[], $2::bigint[], $3::text[], $4::float8[], $5::bytea[]) "
-    "AS u(id, version, status, updated_at, state) WHERE e.id = u.id"
-)
-_INSERT_IDEMPOTENCY = (
-    "INSERT INTO idempotency (workflow, key, execution_id) "
-    "SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) "
-    "ON CONFLICT DO NOTHING RETURNING execution_id"
-)
-_DELETE_TIMERS = (
-    "DELETE FROM timers t USING unnest($1::text[], $2::text[]) AS u(execution_id, key) "
-    "WHERE t.execution_id = u.execution_id AND t.key = u.key"
-)
-_UPSERT_TIMERS = (
-    "INSERT INTO timers (execution_id, key, due) "
-    "SELECT * FROM unnest($1::text[], $2::text[], $3::float8[]) "
-    "ON CONFLICT (execution_id, key) DO UPDATE SET due = excluded.due"
-)
-_OUTBOX_IDS = "SELECT nextval(pg_get_serial_sequence('outbox', 'id')) FROM generate_series(1, $1)"
-_INSERT_OUTBOX = (
-    "INSERT INTO outbox (id, queue, body) OVERRIDING SYSTEM VALUE "
-    "SELECT * FROM unnest($1::bigint[], $2::text[], $3::bytea[])"
-)
+_DEADLOCK_RETRIES = 5
 _DELETE_OUTBOX = "DELETE FROM outbox WHERE id = ANY($1::bigint[])"
-_UPSERT_BREAKERS = (
-    "INSERT INTO breakers (function, state) SELECT * FROM unnest($1::text[], $2::bytea[]) "
-    "ON CONFLICT (function) DO UPDATE SET state = excluded.state"
+_WRITE = """
+WITH created AS (
+    INSERT INTO executions (id, version, workflow, workflow_version, status, parent_id,
+                            created_at, updated_at, state)
+    SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[],
+                         $6::text[], $7::float8[], $8::float8[], $9::bytea[])
+    ON CONFLICT (id) DO NOTHING RETURNING id
+), updated AS (
+    UPDATE executions e SET version = u.version, status = u.status,
+                            updated_at = u.updated_at, state = u.state
+    FROM unnest($10::text[], $11::bigint[], $12::text[], $13::float8[], $14::bytea[])
+         AS u(id, version, status, updated_at, state)
+    WHERE e.id = u.id
+), keys AS (
+    INSERT INTO idempotency (workflow, key, execution_id)
+    SELECT * FROM unnest($15::text[], $16::text[], $17::text[])
+    ON CONFLICT DO NOTHING RETURNING execution_id
+), timers_deleted AS (
+    DELETE FROM timers t USING unnest($18::text[], $19::text[]) AS u(execution_id, key)
+    WHERE t.execution_id = u.execution_id AND t.key = u.key
+), timers_set AS (
+    INSERT INTO timers (execution_id, key, due)
+    SELECT * FROM unnest($20::text[], $21::text[], $22::float8[])
+    ON CONFLICT (execution_id, key) DO UPDATE SET due = excluded.due
+), outbox AS (
+    INSERT INTO outbox (queue, body)
+    SELECT queue, body FROM unnest($23::text[], $24::bytea[]) WITH ORDINALITY
+         AS u(queue, body, n) ORDER BY n
+    RETURNING id
+), outbox_done AS (
+    DELETE FROM outbox WHERE id = ANY($25::bigint[])
+), breakers AS (
+    INSERT INTO breakers (function, state) SELECT * FROM unnest($26::text[], $27::bytea[])
+    ON CONFLICT (function) DO UPDATE SET state = excluded.state
+), events AS (
+    INSERT INTO events (execution_id, version, at, body)
+    SELECT * FROM unnest($28::text[], $29::bigint[], $30::float8[], $31::bytea[])
+    ON CONFLICT DO NOTHING  -- only a raced create collides, and its transaction is undone
 )
-_INSERT_EVENTS = (
-    "INSERT INTO events (execution_id, version, at, body) "
-    "SELECT * FROM unnest($1::text[], $2::bigint[], $3::float8[], $4::bytea[])"
-)
+SELECT (SELECT coalesce(array_agg(id), '{}') FROM created),
+       (SELECT coalesce(array_agg(execution_id), '{}') FROM keys),
+       (SELECT coalesce(array_agg(id ORDER BY id), '{}') FROM outbox)
+"""
+
+
+class _Raced(Exception):  # internal: rolls the transaction back, then it is retried
+    def __init__(self, lost: set[str]) -> None:
+        self.lost = lost
 
 
 class _Plan:
@@ -102,6 +112,48 @@ class _Plan:
         if t.events is not None:
             self.events.append((eid, version, t.updated_at, t.events))
 
+    def arguments(self, done_outbox: Sequence[int]) -> list[Any]:
+        """The 31 arrays of ``_WRITE``."""
+        # rows in key order, so that two instances writing the same rows (racing creates,
+        # shared breakers) wait for each other instead of deadlocking
+        creates = [(self.created[eid], *self.final[eid]) for eid in sorted(self.created)]
+        updates = [(v, t) for eid, (v, t) in self.final.items() if eid not in self.created]
+        deleted = sorted(key for key, due in self.timers.items() if due is None)
+        moved = sorted((key, due) for key, due in self.timers.items() if due is not None)
+        keys = sorted(self.idempotency.items())
+        breakers = sorted(self.breakers.items())
+        events = list(zip(*sorted(self.events), strict=True)) or [(), (), (), ()]
+        return [
+            [first.execution_id for first, _, _ in creates],
+            [version for _, version, _ in creates],
+            [first.workflow for first, _, _ in creates],
+            [first.workflow_version for first, _, _ in creates],
+            [last.status for _, _, last in creates],
+            [first.parent_id for first, _, _ in creates],
+            [first.created_at for first, _, _ in creates],
+            [last.updated_at for _, _, last in creates],
+            [last.state for _, _, last in creates],
+            [t.execution_id for _, t in updates],
+            [version for version, _ in updates],
+            [t.status for _, t in updates],
+            [t.updated_at for _, t in updates],
+            [t.state for _, t in updates],
+            [workflow for (workflow, _), _ in keys],
+            [key for (_, key), _ in keys],
+            [eid for _, eid in keys],
+            [eid for eid, _ in deleted],
+            [key for _, key in deleted],
+            [eid for (eid, _), _ in moved],
+            [key for (_, key), _ in moved],
+            [due for _, due in moved],
+            [queue for queue, _ in self.outbox],
+            [body for _, body in self.outbox],
+            list(done_outbox),
+            [function for function, _ in breakers],
+            [state for _, state in breakers],
+            *(list(column) for column in events),
+        ]
+
 
 def _plan(
     transitions: Sequence[Transition],
@@ -129,20 +181,30 @@ def _plan(
 async def commit(
     conn: asyncpg.Connection, transitions: Sequence[Transition], done_outbox: Sequence[int]
 ) -> CommitResult:
-    """Runs inside the caller's transaction."""
-    result = CommitResult()
-    plan = _Plan()
-    if transitions:
-        plan = await _check_and_create(conn, transitions)
-        await _write(conn, plan, result)
-    if done_outbox:
+    if not transitions:
         await conn.execute(_DELETE_OUTBOX, list(done_outbox))
-    result.conflicts = plan.conflicts
-    return result
+        return CommitResult()
+    forced: set[str] = set()  # each race adds to it: the loop ends
+    deadlocks = 0
+    while True:
+        try:
+            async with conn.transaction():
+                return await _commit(conn, transitions, done_outbox, forced)
+        except _Raced as raced:  # another instance created these meanwhile: they conflict
+            forced |= raced.lost
+        except asyncpg.DeadlockDetectedError:  # rows are written in order: rare, but retry
+            deadlocks += 1
+            if deadlocks == _DEADLOCK_RETRIES:
+                raise
 
 
-async def _check_and_create(conn: asyncpg.Connection, transitions: Sequence[Transition]) -> _Plan:
-    ids = sorted({t.execution_id for t in transitions})  # lock in one order: no deadlocks
+async def _commit(
+    conn: asyncpg.Connection,
+    transitions: Sequence[Transition],
+    done_outbox: Sequence[int],
+    forced: set[str],
+) -> CommitResult:
+    ids = sorted({t.execution_id for t in transitions})
     versions = {row[0]: row[1] for row in await conn.fetch(_LOCK_VERSIONS, ids)}
     wanted = [
         (t.workflow, t.idempotency_key)
@@ -153,87 +215,13 @@ async def _check_and_create(conn: asyncpg.Connection, transitions: Sequence[Tran
     if wanted:
         rows = await conn.fetch(_IDEMPOTENT, [w for w, _ in wanted], [k for _, k in wanted])
         taken = {(row[0], row[1]) for row in rows}
-    forced: set[str] = set()
-    while True:
-        plan = _plan(transitions, versions, taken, forced)
-        if not plan.created:
-            return plan
-        savepoint = conn.transaction()
-        await savepoint.start()
-        lost = await _create(conn, plan)
-        if not lost:
-            await savepoint.commit()
-            return plan
-        await savepoint.rollback()  # another instance created these meanwhile
-        forced |= lost
-
-
-async def _create(conn: asyncpg.Connection, plan: _Plan) -> set[str]:
-    """Insert the new rows; the ids of the creates that lost a race."""
-    rows = [(t, plan.final[eid][0], plan.final[eid][1]) for eid, t in plan.created.items()]
-    inserted = await conn.fetch(
-        _INSERT_EXECUTIONS,
-        [first.execution_id for first, _, _ in rows],
-        [version for _, version, _ in rows],
-        [first.workflow for first, _, _ in rows],
-        [first.workflow_version for first, _, _ in rows],
-        [last.status for _, _, last in rows],
-        [first.parent_id for first, _, _ in rows],
-        [first.created_at for first, _, _ in rows],
-        [last.updated_at for _, _, last in rows],
-        [last.state for _, _, last in rows],
-    )
-    lost = set(plan.created) - {row[0] for row in inserted}
-    if plan.idempotency and not lost:
-        keys = list(plan.idempotency.items())
-        recorded = await conn.fetch(
-            _INSERT_IDEMPOTENCY,
-            [workflow for (workflow, _), _ in keys],
-            [key for (_, key), _ in keys],
-            [eid for _, eid in keys],
-        )
-        lost = set(plan.idempotency.values()) - {row[0] for row in recorded}
-    return lost
-
-
-async def _write(conn: asyncpg.Connection, plan: _Plan, result: CommitResult) -> None:
-    updates = [(eid, v, t) for eid, (v, t) in plan.final.items() if eid not in plan.created]
-    if updates:
-        await conn.execute(
-            _UPDATE_EXECUTIONS,
-            [eid for eid, _, _ in updates],
-            [version for _, version, _ in updates],
-            [t.status for _, _, t in updates],
-            [t.updated_at for _, _, t in updates],
-            [t.state for _, _, t in updates],
-        )
-    await _write_timers(conn, plan)
-    if plan.outbox:
-        rows = await conn.fetch(_OUTBOX_IDS, len(plan.outbox))
-        ids = sorted(row[0] for row in rows)
-        await conn.execute(
-            _INSERT_OUTBOX, ids, [q for q, _ in plan.outbox], [b for _, b in plan.outbox]
-        )
-        result.outbox = [
-            OutboxMessage(i, queue, body) for i, (queue, body) in zip(ids, plan.outbox, strict=True)
-        ]
-    if plan.breakers:
-        await conn.execute(_UPSERT_BREAKERS, list(plan.breakers), list(plan.breakers.values()))
-    if plan.events:
-        await conn.execute(
-            _INSERT_EVENTS, *(list(column) for column in zip(*plan.events, strict=True))
-        )
-
-
-async def _write_timers(conn: asyncpg.Connection, plan: _Plan) -> None:
-    deleted = [key for key, due in plan.timers.items() if due is None]
-    moved = [(key, due) for key, due in plan.timers.items() if due is not None]
-    if deleted:
-        await conn.execute(_DELETE_TIMERS, [e for e, _ in deleted], [k for _, k in deleted])
-    if moved:
-        await conn.execute(
-            _UPSERT_TIMERS,
-            [e for (e, _), _ in moved],
-            [k for (_, k), _ in moved],
-            [due for _, due in moved],
-        )
+    plan = _plan(transitions, versions, taken, forced)
+    created, keyed, outbox_ids = await conn.fetchrow(_WRITE, *plan.arguments(done_outbox))
+    lost = (set(plan.created) - set(created)) | (set(plan.idempotency.values()) - set(keyed))
+    if lost:
+        raise _Raced(lost)
+    outbox = [
+        OutboxMessage(i, queue, body)
+        for i, (queue, body) in zip(outbox_ids, plan.outbox, strict=True)
+    ]
+    return CommitResult(conflicts=plan.conflicts, outbox=outbox)

@@ -222,7 +222,7 @@ class PostgreSQLStore:
     ) -> CommitResult:
         if not transitions and not done_outbox:
             return CommitResult()
-        async with self._conn(transaction=True) as conn:
+        async with self._conn() as conn:  # the commit runs (and retries) its transaction
             return await _postgresql_commit.commit(conn, transitions, done_outbox)
 
     async def list_executions(
