@@ -68,7 +68,7 @@ def server(
     ] = False,
     protect_health: Annotated[
         bool,
-        typer.Option("--protect-health", help="/health and /health/ready need a key too."),
+        typer.Option("--protect-health", help="/health, /health/ready and /metrics need a key."),
     ] = False,
     log_level: Annotated[
         str, typer.Option("--log-level", help="debug, info, warning or error.")

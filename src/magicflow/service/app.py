@@ -28,7 +28,8 @@ from magicflow.errors import (
 )
 from magicflow.service.engine import Engine
 from magicflow.service.events import EventHub
-from magicflow.service.routes import definitions, executions, health
+from magicflow.service.metrics import Metrics
+from magicflow.service.routes import definitions, executions, health, metrics
 from magicflow.service.settings import ServiceSettings
 from magicflow.service.state import ServiceState
 
@@ -48,6 +49,8 @@ def create_app(engine: Engine, settings: ServiceSettings | None = None) -> FastA
     settings = settings or ServiceSettings()
     hub = EventHub()
     engine.driver.add_listener(hub.notify)
+    recorder = Metrics()
+    engine.driver.add_listener(recorder.record)
     app = FastAPI(
         title="Magic Flow",
         version=__version__,
@@ -56,8 +59,9 @@ def create_app(engine: Engine, settings: ServiceSettings | None = None) -> FastA
         docs_url="/docs",
         redoc_url=None,
     )
-    app.state.service = ServiceState(engine, settings, hub)
+    app.state.service = ServiceState(engine, settings, hub, recorder)
     app.include_router(health.router)
+    app.include_router(metrics.router)
     app.include_router(definitions.router, prefix="/api/v1")
     app.include_router(executions.router, prefix="/api/v1")
     _install_error_handlers(app)

@@ -60,7 +60,8 @@ def require(permission: Permission) -> Callable[[Request, Credentials], Awaitabl
 
 
 async def require_health(request: Request, credentials: Credentials) -> None:
-    """``/health`` and ``/health/ready``: open unless ``open_health`` is off, then any key."""
+    """``/health``, ``/health/ready`` and ``/metrics``: open unless ``open_health`` is off,
+    then any key."""
     if service_of(request).settings.open_health:
         return
     await _check(request, credentials, Permission.READ)

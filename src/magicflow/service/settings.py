@@ -8,8 +8,9 @@ from dataclasses import dataclass
 @dataclass(frozen=True, slots=True)
 class ServiceSettings:
     """``auth``: require an API key (``--no-auth`` is for local development only).
-    ``open_health``: ``/health`` and ``/health/ready`` answer without a key (``/health/live``,
-    ``/openapi.json`` and ``/docs`` always do). ``max_body_bytes``: larger requests get 413.
+    ``open_health``: ``/health``, ``/health/ready`` and ``/metrics`` answer without a key
+    (``/health/live``, ``/openapi.json`` and ``/docs`` always do). ``max_body_bytes``: larger
+    requests get 413.
     ``heartbeat``: seconds between keep-alive comments on an idle event stream."""
 
     auth: bool = True

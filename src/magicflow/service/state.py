@@ -1,4 +1,5 @@
-"""What the routes share: the engine, the settings, the event hub (on ``app.state.service``)."""
+"""What the routes share: the engine, the settings, the event hub, the metrics (on
+``app.state.service``)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from starlette.requests import Request
 if TYPE_CHECKING:
     from magicflow.service.engine import Engine
     from magicflow.service.events import EventHub
+    from magicflow.service.metrics import Metrics
     from magicflow.service.settings import ServiceSettings
 
 
@@ -19,6 +21,7 @@ class ServiceState:
     engine: Engine
     settings: ServiceSettings
     hub: EventHub
+    metrics: Metrics
     ready: bool = True  # False once the server is shutting down
 
 
