@@ -15,6 +15,8 @@ __version__ = "0.1.0"
 # Imported on first use, so that `import magicflow` (and `magic-flow validate`) stays fast:
 # the executor pulls in msgspec and logging, the engine asyncio and the backends.
 _LAZY = {
+    "Client": "magicflow.client",
+    "SyncClient": "magicflow.client",
     "Engine": "magicflow.service.engine",
     "Executor": "magicflow.executor",
     "Registry": "magicflow.executor",
@@ -33,6 +35,7 @@ def __getattr__(name: str) -> Any:
 
 
 if TYPE_CHECKING:
+    from magicflow.client import Client, SyncClient
     from magicflow.executor import (
         Executor,
         Registry,
@@ -44,6 +47,7 @@ if TYPE_CHECKING:
     from magicflow.service.engine import Engine
 
 __all__ = [
+    "Client",
     "Engine",
     "Executor",
     "MagicFlowError",
@@ -51,6 +55,7 @@ __all__ = [
     "Registry",
     "StepContext",
     "StepError",
+    "SyncClient",
     "WorkflowValidationError",
     "__version__",
     "default_registry",

@@ -7,6 +7,7 @@
     ├── ConflictError                same name and version with other content; a stale state version
     ├── StoreError                   a store backend failed (driver errors translated into this)
     ├── BrokerError                  a broker backend failed (driver errors translated into this)
+    ├── AuthError                    the service refused the API key (401) or its role (403)
     └── StepError                    raised by business functions to fail an attempt
         └── NonRetryableError        fails the step at once, skipping the remaining retries
 
@@ -59,6 +60,15 @@ class StoreError(MagicFlowError):
 
 class BrokerError(MagicFlowError):
     """A broker backend failed."""
+
+
+class AuthError(MagicFlowError):
+    """The workflow service refused the call: no valid API key (401), or a role that may not
+    do it (403). ``status_code`` says which."""
+
+    def __init__(self, message: str, status_code: int = 401) -> None:
+        super().__init__(message)
+        self.status_code = status_code
 
 
 class StepError(MagicFlowError):

@@ -11,6 +11,7 @@ import magicflow.executor
 
 def test_public_names_are_pinned() -> None:
     assert sorted(magicflow.__all__) == [
+        "Client",
         "Engine",
         "Executor",
         "MagicFlowError",
@@ -18,6 +19,7 @@ def test_public_names_are_pinned() -> None:
         "Registry",
         "StepContext",
         "StepError",
+        "SyncClient",
         "WorkflowValidationError",
         "__version__",
         "default_registry",
