@@ -9,12 +9,22 @@ from __future__ import annotations
 import sys
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from magicflow.errors import ConfigurationError, ConflictError
-from magicflow.stores import ApiKeyRecord, DefinitionRecord, Store, Transition, store_from_url
+from magicflow.stores import (
+    ApiKeyRecord,
+    DefinitionRecord,
+    DeliveryRecord,
+    ScheduleRecord,
+    Store,
+    Transition,
+    WebhookRecord,
+    store_from_url,
+)
 
 from ..service_stores import postgresql_url, redis_url
 
@@ -380,3 +390,76 @@ def test_a_missing_driver_names_the_extra(
 def test_an_unknown_scheme_is_a_configuration_error() -> None:
     with pytest.raises(ConfigurationError, match="unsupported store URL"):
         store_from_url("mongodb://127.0.0.1")
+
+
+# ------------------------------------------------------------------ webhooks and schedules
+
+
+def delivery(delivery_id: str, webhook_id: str = "wh1", **kwargs: object) -> DeliveryRecord:
+    values: dict[str, object] = {"created_at": 1.0, "next_attempt": 5.0} | kwargs
+    return DeliveryRecord(delivery_id, webhook_id, "execution.completed", b'{"x": 1}', **values)  # type: ignore[arg-type]
+
+
+async def test_webhooks_are_saved_once_listed_oldest_first_and_deleted(store: Store) -> None:
+    first = WebhookRecord("wh1", "http://a/", "s1", ("*",), 2.0)
+    second = WebhookRecord("wh2", "http://b/", "s2", ("execution.failed",), 1.0, workflow="wf")
+    await store.save_webhook(first)
+    await store.save_webhook(second)
+    with pytest.raises(ConflictError):
+        await store.save_webhook(first)
+    assert await store.list_webhooks() == [second, first]
+    assert await store.delete_webhook("wh2") is True
+    assert await store.delete_webhook("wh2") is False
+    assert await store.list_webhooks() == [first]
+
+
+async def test_deliveries_are_deduplicated_by_id_and_come_due_in_order(store: Store) -> None:
+    assert await store.enqueue_deliveries([]) == 0
+    assert await store.enqueue_deliveries([delivery("d1", next_attempt=7.0), delivery("d2")]) == 2
+    assert await store.enqueue_deliveries([delivery("d1", next_attempt=1.0), delivery("d3")]) == 1
+    assert [d.id for d in await store.due_deliveries(6.0, 10)] == ["d2", "d3"]
+    assert [d.id for d in await store.due_deliveries(7.0, 10)] == ["d2", "d3", "d1"]
+    assert [d.id for d in await store.due_deliveries(7.0, 1)] == ["d2"]
+    (d1,) = [d for d in await store.due_deliveries(7.0, 10) if d.id == "d1"]
+    assert d1 == delivery("d1", next_attempt=7.0)
+
+
+async def test_a_recorded_attempt_replaces_the_delivery(store: Store) -> None:
+    await store.enqueue_deliveries([delivery("d1"), delivery("d2", created_at=2.0)])
+    retry = replace(delivery("d1"), attempts=1, next_attempt=9.0, last_status=500)
+    await store.record_delivery_attempt(retry)
+    assert await store.due_deliveries(8.0, 10) == [delivery("d2", created_at=2.0)]
+    assert await store.due_deliveries(9.0, 10) == [delivery("d2", created_at=2.0), retry]
+    done = replace(retry, status="delivered", attempts=2, next_attempt=None, last_status=204)
+    failed = replace(
+        delivery("d2", created_at=2.0), status="failed", attempts=1, last_error="refused"
+    )
+    await store.record_delivery_attempt(done)
+    await store.record_delivery_attempt(failed)
+    assert await store.due_deliveries(100.0, 10) == []
+    assert await store.list_deliveries("wh1") == [failed, done]
+    assert await store.list_deliveries("wh1", limit=1) == [failed]
+    assert await store.list_deliveries("other") == []
+
+
+async def test_schedules_are_saved_once_listed_and_deleted(store: Store) -> None:
+    first = ScheduleRecord("s1", "wf", "*/5 * * * *", 300.0, 2.0, b'{"a": 1}', "1.0.0")
+    second = ScheduleRecord("s2", "other", "0 * * * *", 3600.0, 1.0, missed="run_once")
+    await store.save_schedule(first)
+    await store.save_schedule(second)
+    with pytest.raises(ConflictError):
+        await store.save_schedule(first)
+    assert await store.list_schedules() == [second, first]
+    assert await store.list_schedules("wf") == [first]
+    assert await store.delete_schedule("s2") is True
+    assert await store.delete_schedule("s2") is False
+    assert await store.list_schedules() == [first]
+
+
+async def test_a_schedule_advances_only_from_the_next_run_read(store: Store) -> None:
+    record = ScheduleRecord("s1", "wf", "*/5 * * * *", 1_700_000_100.25, 1.0)
+    await store.save_schedule(record)
+    assert await store.advance_schedule("s1", 1_700_000_100.25, 1_700_000_400.5) is True
+    assert await store.advance_schedule("s1", 1_700_000_100.25, 1_700_000_700.0) is False
+    assert await store.advance_schedule("missing", 0.0, 1.0) is False
+    assert await store.list_schedules() == [replace(record, next_run=1_700_000_400.5)]

@@ -10,26 +10,32 @@ from magicflow.stores.base import (
     ApiKeyRecord,
     CommitResult,
     DefinitionRecord,
+    DeliveryRecord,
     EventRecord,
     ExecutionPage,
     ExecutionRecord,
     OutboxMessage,
+    ScheduleRecord,
     Store,
     TimerRecord,
     Transition,
+    WebhookRecord,
 )
 
 __all__ = [
     "ApiKeyRecord",
     "CommitResult",
     "DefinitionRecord",
+    "DeliveryRecord",
     "EventRecord",
     "ExecutionPage",
     "ExecutionRecord",
     "OutboxMessage",
+    "ScheduleRecord",
     "Store",
     "TimerRecord",
     "Transition",
+    "WebhookRecord",
     "store_from_url",
 ]
 

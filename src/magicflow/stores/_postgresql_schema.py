@@ -91,6 +91,35 @@ MIGRATIONS: tuple[str, ...] = (
         revoked_at DOUBLE PRECISION
     );
     """,
+    # 3: webhook subscriptions and their deliveries, cron schedules (records as JSON)
+    """
+    CREATE TABLE webhooks (
+        id TEXT PRIMARY KEY,
+        seq BIGINT GENERATED ALWAYS AS IDENTITY,
+        created_at DOUBLE PRECISION NOT NULL,
+        data BYTEA NOT NULL
+    );
+
+    CREATE TABLE deliveries (
+        id TEXT PRIMARY KEY,
+        seq BIGINT GENERATED ALWAYS AS IDENTITY,
+        webhook_id TEXT NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL,
+        due DOUBLE PRECISION,
+        data BYTEA NOT NULL
+    );
+    CREATE INDEX deliveries_by_due ON deliveries (due) WHERE due IS NOT NULL;
+    CREATE INDEX deliveries_by_webhook ON deliveries (webhook_id, created_at);
+
+    CREATE TABLE schedules (
+        id TEXT PRIMARY KEY,
+        seq BIGINT GENERATED ALWAYS AS IDENTITY,
+        workflow TEXT NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL,
+        next_run DOUBLE PRECISION NOT NULL,
+        data BYTEA NOT NULL
+    );
+    """,
 )
 
 _LOCK = "SELECT pg_advisory_xact_lock(hashtext('magicflow.schema:' || $1))"

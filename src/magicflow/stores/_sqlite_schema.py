@@ -89,6 +89,32 @@ MIGRATIONS: tuple[str, ...] = (
         revoked_at REAL
     );
     """,
+    # 3: webhook subscriptions and their deliveries, cron schedules (records as JSON)
+    """
+    CREATE TABLE webhooks (
+        id TEXT PRIMARY KEY,
+        created_at REAL NOT NULL,
+        data BLOB NOT NULL
+    );
+
+    CREATE TABLE deliveries (
+        id TEXT PRIMARY KEY,
+        webhook_id TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        due REAL,
+        data BLOB NOT NULL
+    );
+    CREATE INDEX deliveries_by_due ON deliveries (due) WHERE due IS NOT NULL;
+    CREATE INDEX deliveries_by_webhook ON deliveries (webhook_id, created_at);
+
+    CREATE TABLE schedules (
+        id TEXT PRIMARY KEY,
+        workflow TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        next_run REAL NOT NULL,
+        data BLOB NOT NULL
+    );
+    """,
 )
 
 

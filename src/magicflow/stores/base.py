@@ -26,6 +26,12 @@ Semantics every backend keeps (``tests/contract/test_store_contract.py`` checks 
   readable by exact version (``include_deleted``) so that running executions can finish.
 - API keys are stored by the sha256 of the key (never the key); ids and hashes are unique
   (saving either again is a ``ConflictError``). Revoking keeps the record (``revoked_at``).
+- Webhook subscriptions and schedules are saved once per id (again: ``ConflictError``).
+  Deliveries are keyed by their id: enqueueing an id already stored is ignored (the id is what
+  receivers deduplicate on). ``due_deliveries`` returns the pending ones whose
+  ``next_attempt`` has come; ``record_delivery_attempt`` replaces the stored delivery.
+  ``advance_schedule`` moves a schedule's next run only from the value the caller read (a
+  compare-and-set, so two service instances advance a tick once).
 """
 
 from __future__ import annotations
@@ -130,6 +136,51 @@ class ApiKeyRecord:
     @property
     def revoked(self) -> bool:
         return self.revoked_at is not None
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookRecord:
+    """A subscription: POST the lifecycle events ``events`` (kinds, or ``"*"``) of the
+    executions of ``workflow`` (every workflow when None) to ``url``, signed with ``secret``."""
+
+    id: str
+    url: str
+    secret: str
+    events: tuple[str, ...]
+    created_at: float
+    workflow: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryRecord:
+    """One event for one webhook: its signed ``body`` and where its delivery stands. The id
+    stays the same across attempts (receivers deduplicate on it)."""
+
+    id: str
+    webhook_id: str
+    event: str
+    body: bytes
+    created_at: float
+    status: str = "pending"  # pending | delivered | failed
+    attempts: int = 0
+    next_attempt: float | None = None  # epoch seconds, while pending
+    last_status: int | None = None  # the receiver's last HTTP status
+    last_error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleRecord:
+    """A cron schedule of a workflow; ``next_run`` is the next tick to fire (epoch seconds)."""
+
+    id: str
+    workflow: str
+    cron: str
+    next_run: float
+    created_at: float
+    input: bytes = b"{}"  # JSON
+    version: str | None = None
+    missed: str = "skip"  # skip | run_once
+    enabled: bool = True
 
 
 @dataclass(slots=True)
@@ -242,6 +293,55 @@ class Store(Protocol):
 
     async def revoke_api_key(self, key_id: str, at: float) -> bool:
         """Mark the key revoked at ``at``; False if there is no such key or it was revoked."""
+        ...
+
+    # -------------------------------------------------------------- webhooks
+
+    async def save_webhook(self, record: WebhookRecord) -> None:
+        """Store a new subscription; ConflictError if its id is stored already."""
+        ...
+
+    async def list_webhooks(self) -> list[WebhookRecord]:
+        """Every subscription, oldest first."""
+        ...
+
+    async def delete_webhook(self, webhook_id: str) -> bool:
+        """False if there is no such subscription (its deliveries stay readable)."""
+        ...
+
+    async def enqueue_deliveries(self, records: Sequence[DeliveryRecord]) -> int:
+        """Store new deliveries (ids already stored are ignored); how many were new."""
+        ...
+
+    async def due_deliveries(self, now: float, limit: int) -> list[DeliveryRecord]:
+        """Pending deliveries whose next attempt is at ``now`` or before, earliest first."""
+        ...
+
+    async def record_delivery_attempt(self, record: DeliveryRecord) -> None:
+        """Replace the stored delivery of that id (status, attempts, next attempt, last
+        response)."""
+        ...
+
+    async def list_deliveries(self, webhook_id: str, limit: int = 100) -> list[DeliveryRecord]:
+        """The deliveries of a subscription, newest first."""
+        ...
+
+    # -------------------------------------------------------------- schedules
+
+    async def save_schedule(self, record: ScheduleRecord) -> None:
+        """Store a new schedule; ConflictError if its id is stored already."""
+        ...
+
+    async def list_schedules(self, workflow: str | None = None) -> list[ScheduleRecord]:
+        """Schedules (of ``workflow``, or all), oldest first."""
+        ...
+
+    async def delete_schedule(self, schedule_id: str) -> bool:
+        """False if there is no such schedule."""
+        ...
+
+    async def advance_schedule(self, schedule_id: str, expected: float, next_run: float) -> bool:
+        """Set the next run to ``next_run`` if it is ``expected`` now; False otherwise."""
         ...
 
 

@@ -18,12 +18,15 @@ from magicflow.stores.base import (
     ApiKeyRecord,
     CommitResult,
     DefinitionRecord,
+    DeliveryRecord,
     EventRecord,
     ExecutionPage,
     ExecutionRecord,
     OutboxMessage,
+    ScheduleRecord,
     TimerRecord,
     Transition,
+    WebhookRecord,
     latest,
     version_key,
 )
@@ -46,6 +49,9 @@ class MemoryStore:
         self._breakers: dict[str, bytes] = {}
         self._events: dict[str, list[EventRecord]] = {}
         self._api_keys: dict[str, ApiKeyRecord] = {}  # by id, in creation order
+        self._webhooks: dict[str, WebhookRecord] = {}  # in creation order
+        self._deliveries: dict[str, DeliveryRecord] = {}  # in creation order
+        self._schedules: dict[str, ScheduleRecord] = {}  # in creation order
         self._ids = itertools.count(1)  # outbox ids
         self._seq = itertools.count(1)
 
@@ -265,4 +271,61 @@ class MemoryStore:
         if record is None or record.revoked:
             return False
         self._api_keys[key_id] = replace(record, revoked_at=at)
+        return True
+
+    # -------------------------------------------------------------- webhooks
+
+    async def save_webhook(self, record: WebhookRecord) -> None:
+        if record.id in self._webhooks:
+            raise ConflictError(f"webhook {record.id} is already stored")
+        self._webhooks[record.id] = record
+
+    async def list_webhooks(self) -> list[WebhookRecord]:
+        return sorted(self._webhooks.values(), key=lambda w: w.created_at)
+
+    async def delete_webhook(self, webhook_id: str) -> bool:
+        return self._webhooks.pop(webhook_id, None) is not None
+
+    async def enqueue_deliveries(self, records: Sequence[DeliveryRecord]) -> int:
+        new = 0
+        for record in records:
+            if record.id not in self._deliveries:
+                self._deliveries[record.id] = record
+                new += 1
+        return new
+
+    async def due_deliveries(self, now: float, limit: int) -> list[DeliveryRecord]:
+        due = [
+            d
+            for d in self._deliveries.values()
+            if d.status == "pending" and d.next_attempt is not None and d.next_attempt <= now
+        ]
+        return sorted(due, key=lambda d: d.next_attempt or 0.0)[:limit]
+
+    async def record_delivery_attempt(self, record: DeliveryRecord) -> None:
+        self._deliveries[record.id] = record
+
+    async def list_deliveries(self, webhook_id: str, limit: int = 100) -> list[DeliveryRecord]:
+        mine = [d for d in self._deliveries.values() if d.webhook_id == webhook_id]
+        return sorted(reversed(mine), key=lambda d: -d.created_at)[:limit]
+
+    # -------------------------------------------------------------- schedules
+
+    async def save_schedule(self, record: ScheduleRecord) -> None:
+        if record.id in self._schedules:
+            raise ConflictError(f"schedule {record.id} is already stored")
+        self._schedules[record.id] = record
+
+    async def list_schedules(self, workflow: str | None = None) -> list[ScheduleRecord]:
+        found = [s for s in self._schedules.values() if workflow in (None, s.workflow)]
+        return sorted(found, key=lambda s: s.created_at)
+
+    async def delete_schedule(self, schedule_id: str) -> bool:
+        return self._schedules.pop(schedule_id, None) is not None
+
+    async def advance_schedule(self, schedule_id: str, expected: float, next_run: float) -> bool:
+        record = self._schedules.get(schedule_id)
+        if record is None or record.next_run != expected:
+            return False
+        self._schedules[schedule_id] = replace(record, next_run=next_run)
         return True

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -27,18 +28,22 @@ import asyncpg  # type: ignore[import-untyped]
 
 from magicflow.errors import ConfigurationError, ConflictError, StoreError
 from magicflow.stores import _postgresql_commit
+from magicflow.stores._hooks import decode_delivery, decode_schedule, decode_webhook, encode
 from magicflow.stores._postgresql_schema import migrate
 from magicflow.stores.base import (
     LIVE_STATUSES,
     ApiKeyRecord,
     CommitResult,
     DefinitionRecord,
+    DeliveryRecord,
     EventRecord,
     ExecutionPage,
     ExecutionRecord,
     OutboxMessage,
+    ScheduleRecord,
     TimerRecord,
     Transition,
+    WebhookRecord,
     latest,
     version_key,
 )
@@ -342,3 +347,104 @@ class PostgreSQLStore:
             at,
         )
         return bool(rows)
+
+    # -------------------------------------------------------------- webhooks
+
+    async def save_webhook(self, record: WebhookRecord) -> None:
+        rows = await self._fetch(
+            "INSERT INTO webhooks (id, created_at, data) VALUES ($1, $2, $3) "
+            "ON CONFLICT DO NOTHING RETURNING 1",
+            record.id,
+            record.created_at,
+            encode(record),
+        )
+        if not rows:
+            raise ConflictError(f"webhook {record.id} is already stored")
+
+    async def list_webhooks(self) -> list[WebhookRecord]:
+        rows = await self._fetch("SELECT data FROM webhooks ORDER BY created_at, seq")
+        return [decode_webhook(row[0]) for row in rows]
+
+    async def delete_webhook(self, webhook_id: str) -> bool:
+        rows = await self._fetch("DELETE FROM webhooks WHERE id = $1 RETURNING 1", webhook_id)
+        return bool(rows)
+
+    async def enqueue_deliveries(self, records: Sequence[DeliveryRecord]) -> int:
+        if not records:
+            return 0
+        rows = await self._fetch(
+            "INSERT INTO deliveries (id, webhook_id, created_at, due, data) "
+            "SELECT * FROM unnest($1::text[], $2::text[], $3::float8[], $4::float8[], "
+            "$5::bytea[]) ON CONFLICT DO NOTHING RETURNING 1",
+            [r.id for r in records],
+            [r.webhook_id for r in records],
+            [r.created_at for r in records],
+            [_due(r) for r in records],
+            [encode(r) for r in records],
+        )
+        return len(rows)
+
+    async def due_deliveries(self, now: float, limit: int) -> list[DeliveryRecord]:
+        rows = await self._fetch(
+            "SELECT data FROM deliveries WHERE due IS NOT NULL AND due <= $1 ORDER BY due LIMIT $2",
+            now,
+            limit,
+        )
+        return [decode_delivery(row[0]) for row in rows]
+
+    async def record_delivery_attempt(self, record: DeliveryRecord) -> None:
+        await self._fetch(
+            "UPDATE deliveries SET due = $2, data = $3 WHERE id = $1",
+            record.id,
+            _due(record),
+            encode(record),
+        )
+
+    async def list_deliveries(self, webhook_id: str, limit: int = 100) -> list[DeliveryRecord]:
+        rows = await self._fetch(
+            "SELECT data FROM deliveries WHERE webhook_id = $1 "
+            "ORDER BY created_at DESC, seq DESC LIMIT $2",
+            webhook_id,
+            limit,
+        )
+        return [decode_delivery(row[0]) for row in rows]
+
+    # -------------------------------------------------------------- schedules
+
+    async def save_schedule(self, record: ScheduleRecord) -> None:
+        rows = await self._fetch(
+            "INSERT INTO schedules (id, workflow, created_at, next_run, data) "
+            "VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING 1",
+            record.id,
+            record.workflow,
+            record.created_at,
+            record.next_run,
+            encode(record),
+        )
+        if not rows:
+            raise ConflictError(f"schedule {record.id} is already stored")
+
+    async def list_schedules(self, workflow: str | None = None) -> list[ScheduleRecord]:
+        rows = await self._fetch(
+            "SELECT next_run, data FROM schedules WHERE $1::text IS NULL OR workflow = $1 "
+            "ORDER BY created_at, seq",
+            workflow,
+        )
+        return [replace(decode_schedule(row[1]), next_run=row[0]) for row in rows]
+
+    async def delete_schedule(self, schedule_id: str) -> bool:
+        rows = await self._fetch("DELETE FROM schedules WHERE id = $1 RETURNING 1", schedule_id)
+        return bool(rows)
+
+    async def advance_schedule(self, schedule_id: str, expected: float, next_run: float) -> bool:
+        rows = await self._fetch(
+            "UPDATE schedules SET next_run = $3 WHERE id = $1 AND next_run = $2 RETURNING 1",
+            schedule_id,
+            expected,
+            next_run,
+        )
+        return bool(rows)
+
+
+def _due(record: DeliveryRecord) -> float | None:
+    return record.next_attempt if record.status == "pending" else None

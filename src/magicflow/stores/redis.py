@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -27,17 +28,21 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from magicflow.errors import ConfigurationError, ConflictError, StoreError
+from magicflow.stores._hooks import decode_delivery, decode_schedule, decode_webhook, encode
 from magicflow.stores.base import (
     LIVE_STATUSES,
     ApiKeyRecord,
     CommitResult,
     DefinitionRecord,
+    DeliveryRecord,
     EventRecord,
     ExecutionPage,
     ExecutionRecord,
     OutboxMessage,
+    ScheduleRecord,
     TimerRecord,
     Transition,
+    WebhookRecord,
     latest,
     version_key,
 )
@@ -46,6 +51,8 @@ SCHEMA_VERSION = 1  # the key layout; bump it with a migration when the layout c
 _HERE = Path(__file__).parent
 _COMMIT = (_HERE / "redis_commit.lua").read_text()
 _SAVE_API_KEY = (_HERE / "redis_api_key.lua").read_text()
+_ENQUEUE_DELIVERIES = (_HERE / "redis_deliveries.lua").read_text()
+_ADVANCE_SCHEDULE = (_HERE / "redis_schedule.lua").read_text()
 _EXECUTION_FIELDS = (
     "workflow",
     "workflow_version",
@@ -128,6 +135,8 @@ class RedisStore:
         self._client: aioredis.Redis | None = None
         self._commit: Any = None
         self._save_api_key: Any = None
+        self._enqueue_deliveries: Any = None
+        self._advance_schedule: Any = None
 
     @classmethod
     def from_url(cls, url: str) -> RedisStore:
@@ -158,6 +167,8 @@ class RedisStore:
         self._client = client
         self._commit = client.register_script(_COMMIT)
         self._save_api_key = client.register_script(_SAVE_API_KEY)
+        self._enqueue_deliveries = client.register_script(_ENQUEUE_DELIVERIES)
+        self._advance_schedule = client.register_script(_ADVANCE_SCHEDULE)
 
     def _where(self) -> str:
         parts = urlsplit(self.url)
@@ -465,3 +476,108 @@ class RedisStore:
             if not await r.hexists(self._key("api_keys"), key_id):
                 return False
             return bool(await r.hsetnx(self._key("api_keys", "revoked"), key_id, repr(at)))
+
+    # -------------------------------------------------------------- webhooks
+
+    async def save_webhook(self, record: WebhookRecord) -> None:
+        async with self._redis() as r:
+            saved = await r.hsetnx(self._key("webhooks"), record.id, encode(record))
+        if not saved:
+            raise ConflictError(f"webhook {record.id} is already stored")
+
+    async def list_webhooks(self) -> list[WebhookRecord]:
+        async with self._redis() as r:
+            rows = await r.hvals(self._key("webhooks"))
+        return sorted((decode_webhook(row) for row in rows), key=lambda w: (w.created_at, w.id))
+
+    async def delete_webhook(self, webhook_id: str) -> bool:
+        async with self._redis() as r:
+            return bool(await r.hdel(self._key("webhooks"), webhook_id))
+
+    async def enqueue_deliveries(self, records: Sequence[DeliveryRecord]) -> int:
+        if not records:
+            return 0
+        args: list[Any] = [self._key("deliveries", "of", "")]
+        for record in records:
+            due = record.next_attempt if record.status == "pending" else None
+            args += (record.id, record.webhook_id, repr(record.created_at))
+            args += ("" if due is None else repr(due), encode(record))
+        keys = [self._key("deliveries"), self._key("deliveries", "due")]
+        async with self._redis():
+            return int(await self._enqueue_deliveries(keys=keys, args=args))
+
+    async def _deliveries(self, r: Any, ids: list[bytes]) -> list[DeliveryRecord]:
+        if not ids:
+            return []
+        rows = await r.hmget(self._key("deliveries"), ids)
+        return [decode_delivery(row) for row in rows if row is not None]
+
+    async def due_deliveries(self, now: float, limit: int) -> list[DeliveryRecord]:
+        async with self._redis() as r:
+            ids = await r.zrangebyscore(
+                self._key("deliveries", "due"), "-inf", repr(now), start=0, num=limit
+            )
+            return await self._deliveries(r, ids)
+
+    async def record_delivery_attempt(self, record: DeliveryRecord) -> None:
+        due = self._key("deliveries", "due")
+        async with self._redis() as r:
+            pipe = r.pipeline(transaction=True).hset(
+                self._key("deliveries"), record.id, encode(record)
+            )
+            if record.status == "pending" and record.next_attempt is not None:
+                pipe.zadd(due, {record.id: record.next_attempt})
+            else:
+                pipe.zrem(due, record.id)
+            await pipe.execute()
+
+    async def list_deliveries(self, webhook_id: str, limit: int = 100) -> list[DeliveryRecord]:
+        async with self._redis() as r:
+            ids = await r.zrevrange(self._key("deliveries", "of", webhook_id), 0, limit - 1)
+            return await self._deliveries(r, ids)
+
+    # -------------------------------------------------------------- schedules
+
+    async def save_schedule(self, record: ScheduleRecord) -> None:
+        async with self._redis() as r:
+            saved = await r.hsetnx(self._key("schedules"), record.id, encode(record))
+            if saved:
+                await r.hset(self._key("schedules", "next"), record.id, repr(record.next_run))
+        if not saved:
+            raise ConflictError(f"schedule {record.id} is already stored")
+
+    async def list_schedules(self, workflow: str | None = None) -> list[ScheduleRecord]:
+        async with self._redis() as r:
+            rows, runs = await (
+                r.pipeline()
+                .hgetall(self._key("schedules"))
+                .hgetall(self._key("schedules", "next"))
+                .execute()
+            )
+        found = []
+        for key, row in rows.items():
+            record = decode_schedule(row)
+            if workflow in (None, record.workflow):
+                next_run = runs.get(key)
+                if next_run is not None:
+                    record = replace(record, next_run=float(next_run))
+                found.append(record)
+        return sorted(found, key=lambda s: (s.created_at, s.id))
+
+    async def delete_schedule(self, schedule_id: str) -> bool:
+        async with self._redis() as r:
+            deleted, _ = await (
+                r.pipeline(transaction=True)
+                .hdel(self._key("schedules"), schedule_id)
+                .hdel(self._key("schedules", "next"), schedule_id)
+                .execute()
+            )
+        return bool(deleted)
+
+    async def advance_schedule(self, schedule_id: str, expected: float, next_run: float) -> bool:
+        keys = [self._key("schedules", "next")]
+        async with self._redis():
+            moved = await self._advance_schedule(
+                keys=keys, args=[schedule_id, repr(expected), repr(next_run)]
+            )
+        return bool(moved)

@@ -21,17 +21,20 @@ from typing import TypeVar
 from urllib.parse import urlsplit
 
 from magicflow.errors import ConfigurationError, ConflictError, StoreError
-from magicflow.stores import _sqlite_commit, _sqlite_queries
+from magicflow.stores import _sqlite_commit, _sqlite_hooks, _sqlite_queries
 from magicflow.stores._sqlite_schema import configure, migrate
 from magicflow.stores.base import (
     ApiKeyRecord,
     CommitResult,
     DefinitionRecord,
+    DeliveryRecord,
     EventRecord,
     ExecutionPage,
     OutboxMessage,
+    ScheduleRecord,
     TimerRecord,
     Transition,
+    WebhookRecord,
 )
 
 T = TypeVar("T")
@@ -244,3 +247,44 @@ class SQLiteStore:
 
     async def revoke_api_key(self, key_id: str, at: float) -> bool:
         return await self._write(lambda c: _sqlite_queries.revoke_api_key(c, key_id, at))
+
+    # -------------------------------------------------------------- webhooks
+
+    async def save_webhook(self, record: WebhookRecord) -> None:
+        if not await self._write(lambda c: _sqlite_hooks.save_webhook(c, record)):
+            raise ConflictError(f"webhook {record.id} is already stored")
+
+    async def list_webhooks(self) -> list[WebhookRecord]:
+        return await self._read(_sqlite_hooks.list_webhooks)
+
+    async def delete_webhook(self, webhook_id: str) -> bool:
+        return await self._write(lambda c: _sqlite_hooks.delete_webhook(c, webhook_id))
+
+    async def enqueue_deliveries(self, records: Sequence[DeliveryRecord]) -> int:
+        return await self._write(lambda c: _sqlite_hooks.enqueue_deliveries(c, records))
+
+    async def due_deliveries(self, now: float, limit: int) -> list[DeliveryRecord]:
+        return await self._read(lambda c: _sqlite_hooks.due_deliveries(c, now, limit))
+
+    async def record_delivery_attempt(self, record: DeliveryRecord) -> None:
+        await self._write(lambda c: _sqlite_hooks.record_delivery_attempt(c, record))
+
+    async def list_deliveries(self, webhook_id: str, limit: int = 100) -> list[DeliveryRecord]:
+        return await self._read(lambda c: _sqlite_hooks.list_deliveries(c, webhook_id, limit))
+
+    # -------------------------------------------------------------- schedules
+
+    async def save_schedule(self, record: ScheduleRecord) -> None:
+        if not await self._write(lambda c: _sqlite_hooks.save_schedule(c, record)):
+            raise ConflictError(f"schedule {record.id} is already stored")
+
+    async def list_schedules(self, workflow: str | None = None) -> list[ScheduleRecord]:
+        return await self._read(lambda c: _sqlite_hooks.list_schedules(c, workflow))
+
+    async def delete_schedule(self, schedule_id: str) -> bool:
+        return await self._write(lambda c: _sqlite_hooks.delete_schedule(c, schedule_id))
+
+    async def advance_schedule(self, schedule_id: str, expected: float, next_run: float) -> bool:
+        return await self._write(
+            lambda c: _sqlite_hooks.advance_schedule(c, schedule_id, expected, next_run)
+        )
