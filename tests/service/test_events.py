@@ -120,3 +120,19 @@ async def test_streams_end_when_the_server_shuts_down(
     assert "stream.end" not in [e["event"] for e in events]
     assert ": keep-alive" in response.text
     assert app.state.service.hub.watching(execution_id) == 0
+
+
+async def test_a_resume_point_beyond_any_version_is_refused_or_ends_at_once(
+    admin: httpx.AsyncClient,
+) -> None:
+    await register(admin, APPROVAL)
+    start = await admin.post("/api/v1/workflows/approval/executions", json={})
+    execution_id = start.json()["execution_id"]
+    await admin.post(f"/api/v1/executions/{execution_id}/cancel")
+    await wait_status(admin, execution_id, "cancelled")
+    base = f"/api/v1/executions/{execution_id}/events"
+    assert (await admin.get(f"{base}?after={2**63}")).status_code == 422
+    for last_event_id in (b"9" * 30, "²".encode("latin-1"), b" 7 "):
+        response = await admin.get(base, headers=[(b"Last-Event-ID", last_event_id)])
+        assert response.status_code == 200
+        assert parse(response.text)[-1]["event"] == "stream.end"

@@ -26,10 +26,13 @@ from magicflow.errors import (
     StoreError,
     WorkflowValidationError,
 )
+from magicflow.service.auth import CanRead
 from magicflow.service.engine import Engine
 from magicflow.service.events import EventHub
+from magicflow.service.hooks import install as install_hooks
 from magicflow.service.metrics import Metrics
 from magicflow.service.routes import definitions, executions, health, metrics
+from magicflow.service.schemas import Problem, RequestProblem
 from magicflow.service.settings import ServiceSettings
 from magicflow.service.state import ServiceState
 
@@ -42,6 +45,14 @@ executions, watch them as server-sent events.
 Authenticate with `Authorization: Bearer <API key>` (`magic-flow keys create --role ...`).
 Roles: **admin** (everything), **operator** (start, control, signal, read), **viewer** (read).
 """
+
+
+AUTH_ERRORS: dict[int | str, dict[str, Any]] = {401: {"model": Problem}, 403: {"model": Problem}}
+# documented on every API route (FastAPI's own 422 schema is not what we answer)
+REQUEST_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": Problem, "description": "The request cannot be carried out as sent."},
+    422: {"model": RequestProblem, "description": "A parameter or the body is invalid."},
+}
 
 
 def create_app(engine: Engine, settings: ServiceSettings | None = None) -> FastAPI:
@@ -60,10 +71,15 @@ def create_app(engine: Engine, settings: ServiceSettings | None = None) -> FastA
         redoc_url=None,
     )
     app.state.service = ServiceState(engine, settings, hub, recorder)
-    app.include_router(health.router)
-    app.include_router(metrics.router)
-    app.include_router(definitions.router, prefix="/api/v1")
-    app.include_router(executions.router, prefix="/api/v1")
+    app.include_router(health.live_router)
+    guard: dict[str, Any] = {}
+    if not settings.open_health:
+        guard = {"dependencies": [CanRead], "responses": AUTH_ERRORS}
+    app.include_router(health.router, **guard)
+    app.include_router(metrics.router, **guard)
+    app.include_router(definitions.router, prefix="/api/v1", responses=REQUEST_ERRORS)
+    app.include_router(executions.router, prefix="/api/v1", responses=REQUEST_ERRORS)
+    install_hooks(app, engine, REQUEST_ERRORS)  # webhooks and schedules
     _install_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     return app
@@ -91,6 +107,8 @@ def _install_error_handlers(app: FastAPI) -> None:
         response = _problem(exc.status_code, str(exc.detail))
         for name, value in (exc.headers or {}).items():
             response.headers[name] = value
+        if exc.status_code == 405:  # Starlette names the methods of one route of the path only
+            response.headers["Allow"] = ", ".join(_allowed_methods(request))
         return response
 
     @app.exception_handler(WorkflowValidationError)
@@ -115,6 +133,22 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(MagicFlowError)
     async def refused(request: Request, exc: MagicFlowError) -> JSONResponse:
         return _problem(400, str(exc))
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method that some operation of the request's path answers (from the OpenAPI
+    document: it lists every route, and FastAPI caches it)."""
+    raw = request.scope.get("raw_path") or request.url.path.encode()
+    got = raw.decode("latin-1").split("?", 1)[0].strip("/").split("/")
+    methods: set[str] = set()
+    for template, operations in request.app.openapi().get("paths", {}).items():
+        want = template.strip("/").split("/")
+        if len(want) == len(got) and all(
+            w == g or (w.startswith("{") and w.endswith("}"))
+            for w, g in zip(want, got, strict=True)
+        ):
+            methods.update(method.upper() for method in operations)
+    return sorted(methods)
 
 
 class _TooLarge(BaseException):

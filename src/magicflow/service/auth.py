@@ -3,6 +3,8 @@
 Every unknown, revoked or malformed key (or none) gets the same 401, so an answer tells an
 attacker nothing about which keys exist; a valid key whose role may not do a thing gets 403.
 With ``ServiceSettings.auth`` off (``magic-flow server --no-auth``) every call is allowed.
+``/health``, ``/health/ready`` and ``/metrics`` need ``CanRead`` only when
+``ServiceSettings.open_health`` is off (``create_app`` decides, so the OpenAPI document says it).
 """
 
 from __future__ import annotations
@@ -57,14 +59,6 @@ def require(permission: Permission) -> Callable[[Request, Credentials], Awaitabl
         await _check(request, credentials, permission)
 
     return check
-
-
-async def require_health(request: Request, credentials: Credentials) -> None:
-    """``/health``, ``/health/ready`` and ``/metrics``: open unless ``open_health`` is off,
-    then any key."""
-    if service_of(request).settings.open_health:
-        return
-    await _check(request, credentials, Permission.READ)
 
 
 CanRead = Depends(require(Permission.READ))

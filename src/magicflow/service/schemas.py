@@ -16,6 +16,17 @@ class Problem(BaseModel):
     detail: str
 
 
+class RequestErrorOut(BaseModel):
+    loc: list[str] = Field(description="Where: body, query, path or header, then the field.")
+    msg: str
+
+
+class RequestProblem(Problem):
+    """422: the request does not fit this API (a parameter or the body)."""
+
+    errors: list[RequestErrorOut] = []
+
+
 class DiagnosticOut(BaseModel):
     file: str
     line: int

@@ -26,6 +26,7 @@ from magicflow.service.state import engine_of, service_of
 router = APIRouter(tags=["executions"])
 
 ExecutionId = Annotated[str, Path(max_length=200)]
+MAX_VERSION = 2**63 - 1  # versions are 64-bit integers in every store
 Status = Literal["pending", "running", "paused", "completed", "failed", "cancelled", "timed_out"]
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -178,7 +179,9 @@ async def send_signal(
 async def watch_execution(
     request: Request,
     execution_id: ExecutionId,
-    after: Annotated[int | None, Query(ge=0, description="Events after this version.")] = None,
+    after: Annotated[
+        int | None, Query(ge=0, le=MAX_VERSION, description="Events after this version.")
+    ] = None,
     last_event_id: Annotated[str | None, Header(max_length=40)] = None,
 ) -> StreamingResponse:
     """Server-sent events: what the execution did so far, then live, until it ends.
@@ -188,8 +191,9 @@ async def watch_execution(
     if await store.load(execution_id) is None:
         raise HTTPException(404, f"no execution {execution_id!r}")
     start = after or 0
-    if last_event_id is not None and last_event_id.strip().isdigit():
-        start = max(start, int(last_event_id.strip()))
+    resume_at = (last_event_id or "").strip()
+    if resume_at.isascii() and resume_at.isdigit():
+        start = max(start, min(int(resume_at), MAX_VERSION))
     frames = stream(store, service.hub, execution_id, start, service.settings.heartbeat)
     return StreamingResponse(
         frames,

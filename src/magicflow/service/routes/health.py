@@ -1,5 +1,8 @@
 """Health: ``/health`` (every check), ``/health/live`` (the process answers), ``/health/ready``
-(the store answers and the server is not shutting down; 503 otherwise)."""
+(the store answers and the server is not shutting down; 503 otherwise).
+
+``live_router`` is always open; ``create_app`` guards ``router`` (and ``/metrics``) with a key
+when ``ServiceSettings.open_health`` is off, so that /openapi.json says which it is."""
 
 from __future__ import annotations
 
@@ -8,15 +11,15 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from magicflow import __version__
-from magicflow.service.auth import require_health
 from magicflow.service.schemas import CheckOut, HealthOut
 from magicflow.service.state import ServiceState, service_of, timestamp
 
 router = APIRouter(tags=["health"])
+live_router = APIRouter(tags=["health"])
 
 HEALTHY, DEGRADED, UNHEALTHY, UNKNOWN = "healthy", "degraded", "unhealthy", "unknown"
 SLOW = 1.0  # seconds: a check that answers slower than this is "degraded"
@@ -88,7 +91,7 @@ def overall(checks: dict[str, CheckOut]) -> str:
     return HEALTHY if HEALTHY in statuses else UNKNOWN
 
 
-@router.get("/health/live")
+@live_router.get("/health/live")
 async def live() -> dict[str, str]:
     """The process answers (never needs a key)."""
     return {"status": "alive", "timestamp": timestamp(time.time())}
@@ -96,7 +99,6 @@ async def live() -> dict[str, str]:
 
 @router.get(
     "/health",
-    dependencies=[Depends(require_health)],
     response_model=HealthOut,
     responses=_HEALTH_RESPONSES,
 )
@@ -124,7 +126,6 @@ async def health(request: Request) -> Any:
 
 @router.get(
     "/health/ready",
-    dependencies=[Depends(require_health)],
     responses={503: {"description": "Not ready (starting, shutting down, or store down)."}},
 )
 async def ready(request: Request) -> Any:

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Request, Response
 
-from magicflow.service.auth import require_health
 from magicflow.service.metrics import CONTENT_TYPE
 from magicflow.service.state import service_of
 
@@ -13,7 +12,6 @@ router = APIRouter(tags=["health"])
 
 @router.get(
     "/metrics",
-    dependencies=[Depends(require_health)],
     response_class=Response,
     responses={
         200: {
