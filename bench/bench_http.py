@@ -1,0 +1,232 @@
+"""HTTP benchmark: ``magic-flow server`` under 200 concurrent clients.
+
+Run: ``python bench/bench_http.py`` (about 20 s; ``--clients``, ``--duration``, ``--processes``).
+It starts ``magic-flow server`` on a free loopback port (a temporary SQLite store, an in-process
+executor with a trivial function, an admin key made by ``magic-flow keys create``), registers
+a one-step workflow, then runs the clients for a bounded time: each starts an execution
+(``POST /api/v1/workflows/{name}/executions``) and reads it back (``GET
+/api/v1/executions/{id}``), again and again. It prints p50/p99 per endpoint, requests per
+second and the machine's load, then stops the server (SIGTERM). Targets from the issue: p99
+under 100 ms for start-execution and under 50 ms for get-execution.
+
+The load generator runs on the same machine (in ``--processes`` processes, each an event loop
+of httpx clients, one connection each), so its CPU competes with the server's; read the load
+average with the numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import os
+import platform
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+TARGET_P99_MS = {"start": 100.0, "get": 50.0}
+WORKFLOW = """\
+name: bench-http
+version: "1.0.0"
+steps:
+  - id: noop
+    function: noop
+"""
+HANDLERS = """\
+import magicflow
+
+@magicflow.function
+def noop(ctx):
+    return {"ok": True}
+"""
+
+
+@dataclass
+class Sample:
+    latencies: dict[str, list[float]] = field(default_factory=lambda: {"start": [], "get": []})
+    errors: dict[str, int] = field(default_factory=dict)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def magic_flow(*args: str, cwd: Path) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "magicflow", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return done.stdout.strip()
+
+
+def start_server(workdir: Path, store: str, port: int) -> subprocess.Popen[bytes]:
+    (workdir / "handlers.py").write_text(HANDLERS)
+    command = [sys.executable, "-m", "magicflow", "server", "--host", "127.0.0.1"]
+    command += ["--port", str(port), "--store", store, "--handlers", "handlers.py"]
+    with (workdir / "server.log").open("wb") as log:
+        return subprocess.Popen(
+            [*command, "--log-level", "warning"],
+            cwd=workdir,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
+
+
+def wait_live(process: subprocess.Popen[bytes], url: str) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        if process.poll() is not None:
+            raise SystemExit(f"the server stopped (exit {process.returncode})")
+        try:
+            if httpx.get(f"{url}/health/live", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            raise SystemExit("the server did not start within 30 s")
+        time.sleep(0.05)
+
+
+async def one_client(url: str, key: str, until: float, sample: Sample) -> None:
+    headers = {"Authorization": f"Bearer {key}"}
+    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+    start_path = "/api/v1/workflows/bench-http/executions"
+    async with httpx.AsyncClient(base_url=url, headers=headers, limits=limits, timeout=30) as http:
+        while time.monotonic() < until:
+            began = time.perf_counter()
+            try:
+                response = await http.post(start_path, json={"input": {"n": 1}})
+            except httpx.HTTPError as exc:
+                _error(sample, "start", type(exc).__name__)
+                continue
+            took = time.perf_counter() - began
+            if response.status_code != 201:
+                _error(sample, "start", str(response.status_code))
+                continue
+            sample.latencies["start"].append(took)
+            execution_id = response.json()["execution_id"]
+            began = time.perf_counter()
+            try:
+                got = await http.get(f"/api/v1/executions/{execution_id}")
+            except httpx.HTTPError as exc:
+                _error(sample, "get", type(exc).__name__)
+                continue
+            if got.status_code != 200:
+                _error(sample, "get", str(got.status_code))
+                continue
+            sample.latencies["get"].append(time.perf_counter() - began)
+
+
+def _error(sample: Sample, endpoint: str, what: str) -> None:
+    key = f"{endpoint}:{what}"
+    sample.errors[key] = sample.errors.get(key, 0) + 1
+
+
+async def drive(url: str, key: str, clients: int, duration: float) -> Sample:
+    sample = Sample()
+    until = time.monotonic() + duration
+    async with asyncio.TaskGroup() as group:
+        for _ in range(clients):
+            group.create_task(one_client(url, key, until, sample))
+    return sample
+
+
+def load_process(url: str, key: str, clients: int, duration: float) -> Sample:
+    return asyncio.run(drive(url, key, clients, duration))
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def report(samples: list[Sample], duration: float, clients: int) -> bool:
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(
+        f"magic-flow server (SQLite + memory broker + in-process executor), "
+        f"Python {platform.python_version()}, {os.cpu_count()} cores; {clients} clients, "
+        f"{duration:g} s; load average after the run {load}"
+    )
+    print("| endpoint | requests | req/s | p50 ms | p99 ms | max ms | target p99 |")
+    print("|---|---:|---:|---:|---:|---:|---|")
+    ok = True
+    total = 0
+    names = {"start": "POST start-execution", "get": "GET execution"}
+    for endpoint, name in names.items():
+        values = [v for s in samples for v in s.latencies[endpoint]]
+        total += len(values)
+        p50, p99 = percentile(values, 0.50) * 1000, percentile(values, 0.99) * 1000
+        target = TARGET_P99_MS[endpoint]
+        met = p99 < target
+        ok = ok and met
+        print(
+            f"| {name} | {len(values):,} | {len(values) / duration:,.0f} | {p50:.1f} | "
+            f"{p99:.1f} | {max(values, default=0) * 1000:.1f} | "
+            f"< {target:g} ms {'met' if met else 'MISSED'} |"
+        )
+    errors: dict[str, int] = {}
+    for s in samples:
+        for what, count in s.errors.items():
+            errors[what] = errors.get(what, 0) + count
+    print(f"all requests: {total / duration:,.0f} req/s; errors: {errors or 'none'}")
+    return ok and not errors
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bench_http", description=__doc__)
+    parser.add_argument("--clients", type=int, default=200)
+    parser.add_argument("--duration", type=float, default=15.0, help="seconds of load")
+    parser.add_argument("--processes", type=int, default=1, help="load generator processes")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="bench-http-") as tmp:
+        workdir = Path(tmp)
+        store = f"sqlite:///{workdir / 'bench.db'}"
+        key = magic_flow("keys", "create", "--role", "admin", "--store", store, cwd=workdir)
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        server = start_server(workdir, store, port)
+        try:
+            wait_live(server, url)
+            headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/yaml"}
+            registered = httpx.post(f"{url}/api/v1/workflows", content=WORKFLOW, headers=headers)
+            registered.raise_for_status()
+            asyncio.run(drive(url, key, 10, 1.0))  # warm up: connections, caches
+            per_process = [args.clients // args.processes] * args.processes
+            per_process[0] += args.clients - sum(per_process)
+            if args.processes == 1:
+                samples = [load_process(url, key, args.clients, args.duration)]
+            else:
+                with multiprocessing.get_context("spawn").Pool(args.processes) as pool:
+                    samples = pool.starmap(
+                        load_process, [(url, key, n, args.duration) for n in per_process]
+                    )
+            ok = report(samples, args.duration, args.clients)
+        finally:
+            server.send_signal(signal.SIGTERM)
+            try:
+                server.wait(30)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
