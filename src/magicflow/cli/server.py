@@ -111,6 +111,7 @@ async def _serve(
 
     from magicflow.service.app import create_app
     from magicflow.service.engine import Engine
+    from magicflow.service.hooks import running as hooks_running
 
     store_url = settings.store or DEFAULT_STORE
     engine = Engine(
@@ -144,7 +145,8 @@ async def _serve(
             timeout_graceful_shutdown=10,
             log_config=None,
         )
-        await _graceful_server(config, state).serve()
+        async with hooks_running(app):  # webhook deliveries, cron schedules
+            await _graceful_server(config, state).serve()
         logger.info("HTTP server stopped; stopping executors and the engine")
     logger.info("stopped")
     return None

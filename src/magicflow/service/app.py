@@ -29,6 +29,7 @@ from magicflow.errors import (
 from magicflow.service.auth import CanRead
 from magicflow.service.engine import Engine
 from magicflow.service.events import EventHub
+from magicflow.service.hooks import install as install_hooks
 from magicflow.service.metrics import Metrics
 from magicflow.service.routes import definitions, executions, health, metrics
 from magicflow.service.schemas import Problem, RequestProblem
@@ -78,6 +79,7 @@ def create_app(engine: Engine, settings: ServiceSettings | None = None) -> FastA
     app.include_router(metrics.router, **guard)
     app.include_router(definitions.router, prefix="/api/v1", responses=REQUEST_ERRORS)
     app.include_router(executions.router, prefix="/api/v1", responses=REQUEST_ERRORS)
+    install_hooks(app, engine, REQUEST_ERRORS)  # webhooks and schedules
     _install_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     return app
