@@ -18,7 +18,9 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from magicflow.service.webhooks import WebhookDeliverer
+from magicflow.service import Engine
+from magicflow.service.webhooks import WebhookDeliverer, sign
+from magicflow.stores.base import DeliveryRecord, WebhookRecord
 
 from .conftest import GREET, register, wait_status
 
@@ -230,3 +232,30 @@ async def test_invalid_subscriptions_are_refused(
     admin: httpx.AsyncClient, body: dict[str, Any]
 ) -> None:
     assert (await admin.post("/api/v1/webhooks", json=body)).status_code == 422
+
+
+async def test_pending_deliveries_in_the_store_are_sent_after_a_restart(
+    engine: Engine, receiver: Receiver
+) -> None:
+    store = engine.store
+    await store.save_webhook(WebhookRecord("wh_1", receiver.url, "k" * 16, ("*",), 1.0))
+    body = b'{"id": "dlv_1"}'
+    pending = DeliveryRecord("dlv_1", "wh_1", "execution.completed", body, 1.0, next_attempt=1.0)
+    await store.enqueue_deliveries([pending])
+    async with WebhookDeliverer(store, poll=0.05):
+        async with asyncio.timeout(10):
+            while True:
+                (entry,) = await store.list_deliveries("wh_1")
+                if entry.status == "delivered":
+                    break
+                await asyncio.sleep(0.01)
+    (message,) = receiver.received
+    assert (message.delivery, message.body, entry.attempts) == ("dlv_1", body, 1)
+    assert verified("k" * 16, message)
+
+
+def test_backoff_doubles_up_to_its_cap_and_signatures_are_plain_hmac() -> None:
+    deliverer = WebhookDeliverer(store=None, backoff=1.0, max_backoff=5.0)  # type: ignore[arg-type]
+    assert [deliverer.retry_delay(n) for n in range(1, 6)] == [1.0, 2.0, 4.0, 5.0, 5.0]
+    expected = hmac.new(b"secret", b"1700000000.{}", hashlib.sha256).hexdigest()
+    assert sign("secret", "1700000000", b"{}") == f"sha256={expected}"

@@ -211,6 +211,7 @@ class WebhookDeliverer:
         while True:
             self._wake.clear()
             try:
+                await self.refresh()  # subscriptions made through another instance
                 sent = await self.send_due()
             except Exception:
                 logger.exception("webhooks: cannot read due deliveries; retrying")
