@@ -28,7 +28,7 @@ UNAUTHORIZED = "missing or invalid API key (send Authorization: Bearer <key>)"
 _VERBS = {
     Permission.READ: "read",
     Permission.OPERATE: "start or control executions",
-    Permission.ADMINISTER: "register or delete workflow definitions",
+    Permission.ADMINISTER: "register or delete workflow definitions or manage webhooks",
 }
 
 
