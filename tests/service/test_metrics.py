@@ -8,12 +8,14 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from magicflow.engine.model import Emit
 from magicflow.errors import StepError
 from magicflow.executor import Registry, StepContext
 from magicflow.service import Engine
+from magicflow.service import metrics as metrics_module
 from magicflow.service.app import create_app
 from magicflow.service.settings import ServiceSettings
 from tests.service.conftest import BROKEN, GREET, register, wait_status
@@ -141,3 +143,16 @@ async def test_metrics_need_a_key_when_health_is_protected(
     assert (await anonymous.get("/metrics")).status_code == 401
     viewer = {"Authorization": f"Bearer {keys['viewer']}"}
     assert (await anonymous.get("/metrics", headers=viewer)).status_code == 200
+
+
+def test_executions_remembered_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(metrics_module, "MAX_LIVE", 2)
+    recorder = metrics_module.Metrics()
+    for execution_id in ("a", "b", "c"):
+        started = Emit(kind="execution.started", data={"workflow": "w", "version": "1"})
+        recorder.record(execution_id, [started])
+    recorder.record("c", [Emit(kind="execution.completed")])
+    text = generate_latest(recorder.registry).decode()
+    assert value(text, "magicflow_executions_started_total", workflow="w") == 3
+    assert value(text, "magicflow_executions_finished_total", workflow="w", status="completed") == 1
+    assert value(text, "magicflow_executions_live") == 1

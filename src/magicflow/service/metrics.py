@@ -41,6 +41,7 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 UNKNOWN = "unknown"
 BREAKER_STATES = {"closed": 0, "half_open": 1, "open": 2}
 MAX_UNRESOLVED = 10_000  # executions whose workflow is looked up at the next scrape
+MAX_LIVE = 200_000  # executions remembered (another server may end them: the oldest go first)
 OUTBOX_SCAN = 10_000  # pending outbox rows counted at most per scrape
 
 _STEP_ENDS = {
@@ -209,6 +210,8 @@ class Metrics:
         if live is None:
             if emits and emits[0].kind == "execution.started":
                 workflow = str(emits[0].data.get("workflow", UNKNOWN))
+                if len(self._live) >= MAX_LIVE:
+                    del self._live[next(iter(self._live))]
                 live = self._live[execution_id] = _Live(workflow, time.monotonic())
             else:
                 self._defer(execution_id, emits)
