@@ -4,8 +4,11 @@ one execution per tick even with two instances, the missed-ticks policies."""
 from __future__ import annotations
 
 import asyncio
+import tempfile
+from contextlib import AsyncExitStack
 from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
 
 import httpx
 import pytest
@@ -15,6 +18,7 @@ from magicflow.service import Engine
 from magicflow.service.scheduler import Scheduler, tick_key
 from magicflow.stores.base import ScheduleRecord
 
+from ..service_stores import postgresql_url, redis_url
 from .conftest import GREET, register
 
 T0 = datetime(2030, 1, 1, 0, 5, tzinfo=UTC).timestamp()  # a tick of */5
@@ -176,3 +180,34 @@ async def test_schedules_through_the_api(
     assert (await admin.delete(f"{url}/{made['id']}")).status_code == 204
     assert (await admin.delete(f"{url}/{made['id']}")).status_code == 404
     assert (await admin.get(url)).json()["items"] == []
+
+
+@pytest.mark.services
+@pytest.mark.parametrize("backend", ["postgresql", "redis"])
+async def test_two_service_instances_on_one_store_start_one_execution_per_tick(
+    backend: str,
+) -> None:
+    opener = postgresql_url if backend == "postgresql" else redis_url
+    async with opener() as url, AsyncExitStack() as stack:
+        engines = [
+            await stack.enter_async_context(Engine(store=url, shutdown_grace=0.5)) for _ in range(2)
+        ]
+        plan = await engines[0].register_file(await _greet_file(stack))
+        await engines[0].store.save_schedule(schedule(workflow=plan.name))
+        clock = Clock(T0 + 1)
+        schedulers = [Scheduler(engine, clock=clock) for engine in engines for _ in range(2)]
+        fired = await asyncio.gather(*(s.run_due() for s in schedulers))
+        assert len({execution_id for ids in fired for execution_id in ids}) == 1
+        page = await engines[1].store.list_executions(workflow="greet")
+        assert len(page.items) == 1
+        clock.now = T0 + FIVE_MINUTES
+        fired = await asyncio.gather(*(s.run_due() for s in schedulers))
+        assert len({execution_id for ids in fired for execution_id in ids}) == 1
+        assert len((await engines[0].store.list_executions(workflow="greet")).items) == 2
+
+
+async def _greet_file(stack: AsyncExitStack) -> Path:
+    folder = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+    path = folder / "greet.yaml"
+    path.write_text(GREET)
+    return path
