@@ -58,6 +58,7 @@ DEAD_STREAM: Final = "MAGICFLOW_DEAD"
 REASON_HEADER: Final = "Magicflow-Reason"
 API_TIMEOUT: Final = 5.0
 FLUSH_TIMEOUT: Final = 5
+CONNECT_TIMEOUT: Final = 10.0
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 
 
@@ -188,16 +189,12 @@ class NatsBroker:
         if self._client is not None:
             return
         async with _errors():
-            client = await nats.connect(
-                self._url,
-                connect_timeout=5,
-                allow_reconnect=True,
-                max_reconnect_attempts=-1,
-                reconnect_time_wait=0.5,
-                error_cb=self._on_error,
-                disconnected_cb=self._on_disconnected,
-                reconnected_cb=self._on_reconnected,
-            )
+            try:
+                # the client retries forever, the first connection too: give up on that one
+                async with asyncio.timeout(CONNECT_TIMEOUT):
+                    client = await self._connect()
+            except TimeoutError:
+                raise BrokerError(f"nats broker: cannot connect to {self._url}") from None
             js = client.jetstream(timeout=API_TIMEOUT)
             try:
                 await self._ensure_stream(js, STREAM, ["magicflow.q.>"], RetentionPolicy.WORK_QUEUE)
@@ -206,6 +203,18 @@ class NatsBroker:
                 await client.close()
                 raise
         self._client, self._js = client, js
+
+    async def _connect(self) -> Client:
+        return await nats.connect(
+            self._url,
+            connect_timeout=5,
+            allow_reconnect=True,
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.5,
+            error_cb=self._on_error,
+            disconnected_cb=self._on_disconnected,
+            reconnected_cb=self._on_reconnected,
+        )
 
     @staticmethod
     async def _ensure_stream(
@@ -229,9 +238,14 @@ class NatsBroker:
             await js.stream_info(name)
 
     async def _on_error(self, exc: Exception) -> None:
+        if self._client is None:  # still connecting: connect() says what went wrong
+            logger.debug("nats broker: %s: %s", type(exc).__name__, exc)
+            return
         logger.warning("nats broker: %s: %s", type(exc).__name__, exc)
 
     async def _on_disconnected(self) -> None:
+        if self._client is None:  # closing
+            return
         logger.warning("nats broker: disconnected; reconnecting")
 
     async def _on_reconnected(self) -> None:

@@ -152,9 +152,14 @@ class RedisBroker:
     async def receive(self, queue: str, max_messages: int, wait: float) -> list[Delivery]:
         loop = asyncio.get_running_loop()
         give_up = loop.time() + wait
+        task = asyncio.current_task()
         async with _errors():
             await self._ensure_group(queue)
             while True:
+                if task is not None and task.cancelling():
+                    # redis-py can swallow a cancellation that lands while it reads a reply;
+                    # the messages claimed meanwhile are delivered again after the timeout
+                    raise asyncio.CancelledError
                 taken, next_due = await self._with_group(queue, self._reclaim, queue, max_messages)
                 remaining = give_up - loop.time()
                 block: float | None = None
