@@ -20,8 +20,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from magicflow.brokers import Broker, Delivery, broker_from_url
+from magicflow.brokers import RESULTS_QUEUE, Broker, Delivery, broker_from_url
 from magicflow.brokers.memory import MemoryBroker
+from magicflow.brokers.namespace import NamespacedBroker
 from magicflow.errors import ConfigurationError
 
 pytestmark = pytest.mark.services
@@ -285,3 +286,37 @@ def test_bad_options_are_configuration_errors() -> None:
         broker_from_url("redis://127.0.0.1:6379/0?visibility_timeout=soon")
     with pytest.raises(ConfigurationError, match="unknown URL option"):
         broker_from_url("nats://127.0.0.1:4222?colour=blue")
+
+
+async def test_namespaces_do_not_share_queues(backend: str, queue: str) -> None:
+    """Two deployments on one server, each with a namespace: neither sees the other's
+    messages, the results queue included."""
+    if backend == "memory":
+        pytest.skip("one process: nothing to share")
+    a, b = (broker_from_url(_with_option(URLS[backend], f"namespace={queue}-{s}")) for s in "ab")
+    await a.connect()
+    await b.connect()
+    try:
+        await a.publish(RESULTS_QUEUE, bodies(3))
+        assert await b.receive(RESULTS_QUEUE, 10, 0.3) == []
+        got = await take(a, RESULTS_QUEUE, 3)
+        assert [d.body for d in got] == bodies(3)
+        await a.ack(got)
+    finally:
+        for broker in (a, b):
+            await broker.delete_queue(RESULTS_QUEUE)  # type: ignore[attr-defined]
+            await broker.close()
+
+
+def test_a_namespace_keeps_the_other_options() -> None:
+    broker = broker_from_url("redis://127.0.0.1:6379/0?namespace=x&visibility_timeout=7")
+    assert isinstance(broker, NamespacedBroker)
+    assert broker.visibility_timeout == 7.0
+    assert broker.name("default") == "x.default"
+
+
+def test_a_namespace_must_be_a_plain_word() -> None:
+    with pytest.raises(ConfigurationError, match="invalid broker namespace"):
+        broker_from_url("redis://127.0.0.1:6379/0?namespace=a.b")
+    with pytest.raises(ConfigurationError, match="invalid broker namespace"):
+        broker_from_url("memory://?namespace=")
