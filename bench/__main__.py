@@ -1,4 +1,5 @@
 """Run every benchmark and print one table: ``python -m bench`` (or ``make bench``).
+``python -m bench distributed`` runs them over real stores and brokers (``distributed.py``).
 
 ``--quick`` runs smaller counts (a smoke run); numbers from a shared, noisy 2-core machine
 should be read as ratios, with the machine's load in mind (the table prints the load average).
@@ -28,6 +29,11 @@ def _table(results: Results) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["distributed"]:
+        from bench.distributed import main as distributed
+
+        return distributed(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small counts: a smoke run")
     args = parser.parse_args(argv)
