@@ -7,7 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-HEAVY = ("asyncio", "fastapi", "uvicorn", "httpx", "pydantic", "jsonschema", "rich", "msgspec")
+HEAVY = (
+    "asyncio", "fastapi", "uvicorn", "httpx", "pydantic", "jsonschema", "rich", "msgspec",
+    "opentelemetry",
+)  # fmt: skip
 
 
 def imported_by(*args: str) -> set[str]:

@@ -9,6 +9,7 @@ from magicflow.dsl.plan import StepPlan
 from magicflow.engine.context import Ctx, retry_policy_dict
 from magicflow.engine.model import DispatchTask
 from magicflow.messages import StepType, TaskMessage
+from magicflow.tracecontext import TRACEPARENT, traceparent
 
 
 def send_task(
@@ -41,7 +42,11 @@ def send_task(
         deadline=None if step_type == "compensation" else st.deadline,
         item_index=index,
         retry_policy=retry_policy_dict(sp.retry),
-        context={"workflow_name": st.workflow, "workflow_version": st.version},
+        context={
+            "workflow_name": st.workflow,
+            "workflow_version": st.version,
+            TRACEPARENT: traceparent(st.id),
+        },
     )
     st.tasks[task_id] = message
     ctx.commands.append(DispatchTask(task=message))

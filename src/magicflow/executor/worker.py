@@ -34,6 +34,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 import msgspec
 
@@ -44,6 +45,11 @@ from magicflow.executor.registry import Registry
 from magicflow.executor.runner import Runner, failed_result
 from magicflow.executor.settle import Settler
 from magicflow.messages import ErrorInfo, ResultMessage, TaskMessage, decode_task
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import TracerProvider
+
+    from magicflow.executor.tracing import StepTracer
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +93,7 @@ class Executor:
         heartbeat_fraction: float = 1 / 3,
         receive_wait: float = 1.0,
         max_batch: int = 100,
+        tracer_provider: TracerProvider | None = None,
     ) -> None:
         if not queues:
             raise ValueError("an executor needs at least one queue")
@@ -108,6 +115,11 @@ class Executor:
         self.max_batch = max_batch
         self._share = max(1, -(-concurrency // len(self.queues)))  # per-receive claim cap
         self._runner = Runner(registry, max_threads=max_threads, executor_id=self.executor_id)
+        self._tracer: StepTracer | None = None
+        if tracer_provider is not None:  # OpenTelemetry is imported only then
+            from magicflow.executor.tracing import StepTracer
+
+            self._tracer = StepTracer(tracer_provider, self.executor_id)
         self._tg: asyncio.TaskGroup | None = None
         self._lifecycle: AbstractAsyncContextManager[None] | None = None
         self._free = concurrency
@@ -289,12 +301,16 @@ class Executor:
     # ------------------------------------------------------------------ running
 
     async def _process(self, entry: _Running) -> None:
+        span = None if self._tracer is None else self._tracer.start(entry.task)
         try:
             entry.result = await self._runner.run(entry.task, cancelled=entry.cancelled)
         except StepCancelled:
             entry.raised_cancel = True
         except Exception:  # a bug of ours: don't take the whole executor down
             logger.exception("executor %s: task %s crashed", self.executor_id, entry.task.id)
+        finally:
+            if span is not None:
+                span.end(entry.result, cancelled=entry.result is None)
 
     def _finished(self, entry: _Running, _job: object) -> None:
         """Done callback of a step's job: decide what happens to its deliveries."""

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -48,6 +48,11 @@ from magicflow.executor import Executor, Registry
 from magicflow.service.catalog import Catalog
 from magicflow.service.ids import new_execution_id
 from magicflow.stores import Store, store_from_url
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import TracerProvider
+
+    from magicflow.service.tracing import ExecutionSpans
 
 _decode_state = msgspec.json.Decoder(ExecutionState).decode
 _encode_json = msgspec.json.Encoder().encode
@@ -78,6 +83,8 @@ class Engine:
     ``record_events``: keep each transition's lifecycle events in the store (``read_events``).
     ``clock``: epoch seconds (tests move it by hand, then call ``engine.driver.wake()``).
     ``tune_interpreter``: see ``_tune_interpreter``; restored when the engine stops.
+    ``tracer_provider``: an OpenTelemetry tracer provider; each execution gets a span when it
+    ends and local executors a span per step attempt (none given: no tracing, no import).
     """
 
     def __init__(
@@ -93,6 +100,7 @@ class Engine:
         record_events: bool = True,
         clock: Callable[[], float] = time.time,
         tune_interpreter: bool = True,
+        tracer_provider: TracerProvider | None = None,
     ) -> None:
         self._owned: list[Store | Broker] = []
         self.store = store_from_url(store) if isinstance(store, str) else store
@@ -121,6 +129,13 @@ class Engine:
         self._executors: list[Executor] = []
         self._stack: AsyncExitStack | None = None
         self.tune_interpreter = tune_interpreter
+        self.tracer_provider = tracer_provider
+        self._spans: ExecutionSpans | None = None
+        if tracer_provider is not None:  # OpenTelemetry is imported only then
+            from magicflow.service.tracing import ExecutionSpans
+
+            self._spans = ExecutionSpans(tracer_provider, self.store)
+            self.driver.add_listener(self._spans.record)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -133,6 +148,8 @@ class Engine:
             await self.store.open()
             if self.store in self._owned:
                 stack.push_async_callback(self.store.close)
+            if self._spans is not None:  # after the driver's last commit, before the store closes
+                stack.push_async_callback(self._spans.drain)
             await self.broker.connect()
             if self.broker in self._owned:
                 stack.push_async_callback(self.broker.close)
@@ -166,6 +183,7 @@ class Engine:
             queues=new,
             concurrency=self.concurrency,
             shutdown_grace=self.shutdown_grace,
+            tracer_provider=self.tracer_provider,
         )
         await self._stack.enter_async_context(executor)
         self._executors.append(executor)

@@ -13,6 +13,7 @@ from magicflow.engine.model import (
     TaskResult,
 )
 from magicflow.messages import ResultMessage
+from magicflow.tracecontext import traceparent
 
 from .harness import Run, error, plan_of, succeed
 
@@ -59,7 +60,11 @@ def test_start_creates_running_state_and_dispatches_roots() -> None:
     assert task.step_type == "function"
     assert task.queue == "default"
     assert task.input == {"x": 1}
-    assert task.context == {"workflow_name": "one", "workflow_version": "1.0"}
+    assert task.context == {
+        "workflow_name": "one",
+        "workflow_version": "1.0",
+        "traceparent": traceparent("ex1"),
+    }
     assert task.retry_policy is not None
     assert task.retry_policy["max_attempts"] == 3
     assert run.status("a") is StepStatus.RUNNING
