@@ -18,6 +18,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 import magicflow
 from magicflow.brokers import broker_from_url
+from magicflow.brokers.base import RESULTS_QUEUE
 from magicflow.dsl import compile_workflow
 from magicflow.executor import Executor, Registry
 from magicflow.tracecontext import span_id, trace_id
@@ -197,15 +198,16 @@ async def test_the_context_crosses_a_real_broker(spans: Spans, tmp_path: Path) -
     """The service and the executor have a tracer provider each (as two processes would);
     the executor's spans find their parent through the task message alone."""
     queue = f"tracing-{uuid.uuid4().hex[:10]}"
+    url = f"{REDIS}?namespace={queue}"  # results too: no other test's service takes them
     workflow = REMOTE.format(queue=queue)
     executor_spans = Spans()
-    worker_broker = broker_from_url(REDIS)
+    worker_broker = broker_from_url(url)
     await worker_broker.connect()
     try:
         async with (
             magicflow.Engine(
                 store=f"sqlite:///{tmp_path / 'x.db'}",
-                broker=REDIS,
+                broker=url,
                 tracer_provider=spans.provider,
             ) as engine,
             Executor(
@@ -219,7 +221,8 @@ async def test_the_context_crosses_a_real_broker(spans: Spans, tmp_path: Path) -
             await engine.register(compile_workflow(workflow, "x.yaml"))
             result = await engine.run("traced", {}, timeout=30)
     finally:
-        await worker_broker.delete_queue(queue)  # type: ignore[attr-defined]
+        for name in (queue, RESULTS_QUEUE):
+            await worker_broker.delete_queue(name)  # type: ignore[attr-defined]
         await worker_broker.close()
         executor_spans.provider.shutdown()
     assert result["status"] == "completed"
