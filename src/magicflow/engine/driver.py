@@ -46,6 +46,7 @@ from magicflow.engine.model import (
 from magicflow.engine.relay import OutboxRelay, consume_results
 from magicflow.engine.timers import TimerHeap
 from magicflow.errors import ConflictError, MagicFlowError
+from magicflow.faults import crash_point
 from magicflow.stores.base import CommitResult, Store
 
 logger = logging.getLogger(__name__)
@@ -189,6 +190,7 @@ class Driver:
 
     async def deliver(self, items: list[Item]) -> None:
         """Queue events (results); waits while the inbox is over ``max_inbox`` (backpressure)."""
+        crash_point("result_received")
         self._inbox.extend(items)
         self._wake()
         while len(self._inbox) > self.max_inbox and not self._stopping:
@@ -296,6 +298,7 @@ class Driver:
     def _submit(self, batch: Batch) -> None:
         transitions = batch.transitions()
         done, self._done_outbox[:] = list(self._done_outbox), []
+        crash_point("before_commit")
         commit = asyncio.ensure_future(self.store.commit(transitions, done))
         self._inflight = (batch, done, commit, time.perf_counter())
 
@@ -316,6 +319,7 @@ class Driver:
             await asyncio.sleep(0.5)
             return
         self._inflight = None
+        crash_point("after_commit")
         settled = time.perf_counter()
         self.timings["commit"] += settled - began
         self.batches += 1
@@ -327,6 +331,7 @@ class Driver:
             self._redo(batch, following, result.conflicts, conflicted=True)
         if result.outbox:
             self._done_outbox.extend(await self._relay.publish(result.outbox))
+            crash_point("after_publish")
         if acks:
             await self._ack(acks)
         self.timings["act"] += time.perf_counter() - settled
