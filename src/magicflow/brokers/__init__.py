@@ -19,12 +19,14 @@ _EXTRAS = {
     "amqps": ("rabbitmq", "aio_pika"),
     "nats": ("nats", "nats"),
     "tls": ("nats", "nats"),
+    "kafka": ("kafka", "aiokafka"),
 }
 
 
 def broker_from_url(url: str) -> Broker:
     """A broker for ``url``: ``memory://``, ``redis://HOST:PORT/DB``,
-    ``amqp://USER:PASSWORD@HOST:PORT/VHOST``, ``nats://HOST:PORT``; with ``namespace=NAME``
+    ``amqp://USER:PASSWORD@HOST:PORT/VHOST``, ``nats://HOST:PORT``,
+    ``kafka://HOST:PORT[,HOST:PORT]``; with ``namespace=NAME``
     in the query, its queues are those of that namespace only."""
     parts = urlsplit(url)
     options = parse_qsl(parts.query, keep_blank_values=True)
@@ -49,7 +51,7 @@ def _backend(url: str) -> Broker:
         return MemoryBroker()
     if scheme not in _EXTRAS:
         raise ConfigurationError(
-            f"unsupported broker URL {url!r}: expected memory://, redis://, amqp:// or nats://"
+            f"unsupported broker URL {url!r}: expected memory://, redis://, amqp://, nats:// or kafka://"
         )
     extra, driver = _EXTRAS[scheme]
     try:
@@ -61,9 +63,13 @@ def _backend(url: str) -> Broker:
             from magicflow.brokers.rabbitmq import RabbitMQBroker
 
             return RabbitMQBroker(url)
-        from magicflow.brokers.nats import NatsBroker
+        if extra == "nats":
+            from magicflow.brokers.nats import NatsBroker
 
-        return NatsBroker(url)
+            return NatsBroker(url)
+        from magicflow.brokers.kafka import KafkaBroker
+
+        return KafkaBroker(url)
     except ImportError as exc:
         if exc.name is None or exc.name.split(".")[0] != driver:
             raise

@@ -35,7 +35,9 @@ def executor(
     ] = None,
     broker: Annotated[
         str | None,
-        typer.Option("--broker", help="Broker URL: redis://..., amqp://... or nats://..."),
+        typer.Option(
+            "--broker", help="Broker URL: redis://..., amqp://..., nats://... or kafka://..."
+        ),
     ] = None,
     queue: Annotated[
         list[str] | None,
@@ -57,7 +59,9 @@ def executor(
         if not settings.handlers:
             fail("--handlers is required: a module or .py file with the business functions")
         if settings.broker.startswith("memory:"):
-            fail("an executor process needs a shared --broker (redis://, amqp:// or nats://)")
+            fail(
+                "an executor process needs a shared --broker (redis://, amqp://, nats:// or kafka://)"
+            )
         if settings.concurrency < 1:
             fail("--concurrency must be at least 1")
         from magicflow.brokers import broker_from_url
