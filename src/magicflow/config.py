@@ -10,6 +10,8 @@ store = "postgresql://localhost/magicflow"
 broker = "redis://localhost:6379/0"
 concurrency = 64
 queues = ["default", "email"]
+log_format = "json"
+tracing = true
 ```
 """
 
@@ -37,6 +39,8 @@ class Settings:
     queues: tuple[str, ...] = ("default",)
     host: str = "127.0.0.1"
     port: int = 8080
+    log_format: str = "text"  # or "json": one JSON object per line on stderr
+    tracing: bool = False  # OpenTelemetry spans (also on when OTEL_TRACES_EXPORTER is set)
 
 
 def _coerce(name: str, value: Any) -> Any:

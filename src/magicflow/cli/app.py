@@ -23,6 +23,16 @@ app = typer.Typer(
 )
 
 
+LogFormatOption = Annotated[
+    str | None,
+    typer.Option(
+        "--log-format",
+        help="Logs on stderr: text (default) or json (one object per line).",
+        show_default=False,
+    ),
+]
+
+
 class Settings:
     """Options shared by every command (set by the root callback)."""
 

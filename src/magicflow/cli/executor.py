@@ -11,16 +11,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from contextlib import ExitStack
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from magicflow.cli.app import LogFormatOption, app, fail
 from magicflow.cli.app import Settings as CliSettings
-from magicflow.cli.app import app, fail
 from magicflow.config import Settings, load_settings
 from magicflow.errors import MagicFlowError
+from magicflow.logs import configure as configure_logging
+from magicflow.telemetry import tracing
 
 if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
+
     from magicflow.brokers import Broker
     from magicflow.executor import Registry
 
@@ -50,43 +55,51 @@ def executor(
         float,
         typer.Option("--shutdown-grace", help="Seconds running steps get to finish on stop."),
     ] = 30.0,
+    log_format: LogFormatOption = None,
 ) -> None:
     """Run business functions for the workflows of a shared broker, until stopped."""
-    try:
-        settings = load_settings(
-            {"broker": broker, "handlers": handlers, "queues": queue, "concurrency": concurrency}
-        )
-        if not settings.handlers:
-            fail("--handlers is required: a module or .py file with the business functions")
-        if settings.broker.startswith("memory:"):
-            fail(
-                "an executor process needs a shared --broker (redis://, amqp://, nats:// or kafka://)"
+    with ExitStack() as stack:
+        try:
+            settings = load_settings(
+                {
+                    "broker": broker,
+                    "handlers": handlers,
+                    "queues": queue,
+                    "concurrency": concurrency,
+                    "log_format": log_format,
+                }
             )
-        if settings.concurrency < 1:
-            fail("--concurrency must be at least 1")
-        from magicflow.brokers import broker_from_url
-        from magicflow.executor import load_handlers
+            if not settings.handlers:
+                fail("--handlers is required: a module or .py file with the business functions")
+            if settings.broker.startswith("memory:"):
+                fail(
+                    "an executor process needs a shared --broker "
+                    "(redis://, amqp://, nats:// or kafka://)"
+                )
+            if settings.concurrency < 1:
+                fail("--concurrency must be at least 1")
+            from magicflow.brokers import broker_from_url
+            from magicflow.executor import load_handlers
 
-        backend = broker_from_url(settings.broker)
-        registry = load_handlers(settings.handlers)
-    except MagicFlowError as exc:
-        fail(str(exc))
-    _configure_logging()
-    try:
-        asyncio.run(_serve(backend, settings, registry, shutdown_grace))
-    except MagicFlowError as exc:
-        fail(str(exc), code=1)
-
-
-def _configure_logging() -> None:
-    level = logging.DEBUG if CliSettings.debug else logging.INFO
-    logging.basicConfig(
-        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
-    )
+            backend = broker_from_url(settings.broker)
+            registry = load_handlers(settings.handlers)
+            level = logging.DEBUG if CliSettings.debug else logging.INFO
+            configure_logging(level, settings.log_format)
+            provider = stack.enter_context(tracing(settings.tracing, "magicflow-executor"))
+        except MagicFlowError as exc:
+            fail(str(exc))
+        try:
+            asyncio.run(_serve(backend, settings, registry, shutdown_grace, provider))
+        except MagicFlowError as exc:
+            fail(str(exc), code=1)
 
 
 async def _serve(
-    broker: Broker, settings: Settings, registry: Registry, shutdown_grace: float
+    broker: Broker,
+    settings: Settings,
+    registry: Registry,
+    shutdown_grace: float,
+    tracer_provider: TracerProvider | None,
 ) -> None:
     from magicflow.executor import Executor
 
@@ -98,6 +111,7 @@ async def _serve(
             queues=settings.queues,
             concurrency=settings.concurrency,
             shutdown_grace=shutdown_grace,
+            tracer_provider=tracer_provider,
         )
         main = asyncio.current_task()
         loop = asyncio.get_running_loop()

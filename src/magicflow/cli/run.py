@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -20,12 +21,17 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
-from magicflow.cli.app import app
+from magicflow.cli.app import LogFormatOption, app
+from magicflow.cli.app import Settings as CliSettings
 from magicflow.config import Settings, load_settings
 from magicflow.dsl import Diagnostic, WorkflowPlan, load_library, load_workflow, validate_input
 from magicflow.errors import MagicFlowError
+from magicflow.logs import configure as configure_logging
+from magicflow.telemetry import tracing
 
 if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
+
     from magicflow.cli.progress import Progress
     from magicflow.executor import Registry
 
@@ -75,6 +81,7 @@ def run(
     concurrency: Annotated[
         int | None, typer.Option("--concurrency", help="Steps the local executor runs at once.")
     ] = None,
+    log_format: LogFormatOption = None,
 ) -> None:
     """Run one execution of a workflow and print its result."""
     as_json = output is OutputFormat.JSON
@@ -85,8 +92,16 @@ def run(
         if problems:
             raise _Usage(f"invalid input: {problems[0]}" + _more(problems))
         settings = load_settings(
-            {"store": store, "broker": broker, "handlers": handlers, "concurrency": concurrency}
+            {
+                "store": store,
+                "broker": broker,
+                "handlers": handlers,
+                "concurrency": concurrency,
+                "log_format": log_format,
+            }
         )
+        level = logging.DEBUG if CliSettings.debug else logging.WARNING
+        configure_logging(level, settings.log_format)
         if no_local_executor and settings.broker.startswith("memory:"):
             raise _Usage("--no-local-executor needs a shared --broker (redis://, amqp://, ...)")
         if not no_local_executor and not settings.handlers:
@@ -110,8 +125,16 @@ def run(
     from magicflow.cli.progress import Progress
 
     progress = Progress(plan, enabled=not as_json)
-    with _store_url(settings.store) as url:
-        result = asyncio.run(_execute(plan, children, data, url, settings, registry, progress))
+    try:
+        with (
+            tracing(settings.tracing, "magicflow-run") as provider,
+            _store_url(settings.store) as url,
+        ):
+            result = asyncio.run(
+                _execute(plan, children, data, url, settings, registry, progress, provider)
+            )
+    except MagicFlowError as exc:  # tracing asked for but not possible
+        _refuse(_Usage(str(exc)), as_json)
     if isinstance(result, MagicFlowError):  # nothing started: a bad URL, a conflicting version
         _refuse(_Usage(str(result)), as_json)
     if as_json:
@@ -215,6 +238,7 @@ async def _execute(
     settings: Settings,
     registry: Registry | None,
     progress: Progress,
+    tracer_provider: TracerProvider | None,
 ) -> dict[str, Any] | MagicFlowError:
     """The result document; or the error that kept the execution from starting (returned,
     not raised: raised in the body of ``async with Engine`` it would come out wrapped in an
@@ -229,6 +253,7 @@ async def _execute(
                     broker=settings.broker,
                     registry=registry,
                     concurrency=settings.concurrency,
+                    tracer_provider=tracer_provider,
                 )
             )
             for child in children:

@@ -23,13 +23,16 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from magicflow.cli.app import LogFormatOption, app, fail
 from magicflow.cli.app import Settings as CliSettings
-from magicflow.cli.app import app, fail
 from magicflow.config import Settings, load_settings
 from magicflow.errors import MagicFlowError
+from magicflow.logs import configure as configure_logging
+from magicflow.telemetry import tracing
 
 if TYPE_CHECKING:
     import uvicorn
+    from opentelemetry.sdk.trace import TracerProvider
 
     from magicflow.executor import Registry
     from magicflow.service.settings import ServiceSettings
@@ -73,6 +76,7 @@ def server(
     log_level: Annotated[
         str, typer.Option("--log-level", help="debug, info, warning or error.")
     ] = "info",
+    log_format: LogFormatOption = None,
 ) -> None:
     """Run the workflow service: HTTP API (/api/v1, /docs), orchestrator, optional executor."""
     from magicflow.service.settings import ServiceSettings
@@ -85,6 +89,7 @@ def server(
             "broker": broker,
             "handlers": handlers,
             "concurrency": concurrency,
+            "log_format": log_format,
         }
     )
     registry = None
@@ -96,14 +101,22 @@ def server(
     level = "debug" if CliSettings.debug else log_level.lower()
     if level not in ("debug", "info", "warning", "error"):
         fail(f"--log-level must be debug, info, warning or error, not {log_level!r}")
-    logging.basicConfig(level=level.upper(), format="%(levelname)s: %(name)s: %(message)s")
-    error = asyncio.run(_serve(settings, service, registry, level))
+    try:
+        configure_logging(level.upper(), settings.log_format)
+        with tracing(settings.tracing, "magicflow-server") as provider:
+            error = asyncio.run(_serve(settings, service, registry, level, provider))
+    except MagicFlowError as exc:
+        fail(str(exc))
     if error is not None:
         fail(str(error))
 
 
 async def _serve(
-    settings: Settings, service: ServiceSettings, registry: Registry | None, level: str
+    settings: Settings,
+    service: ServiceSettings,
+    registry: Registry | None,
+    level: str,
+    tracer_provider: TracerProvider | None,
 ) -> MagicFlowError | None:
     """Serve until a signal; the error that kept the server from starting, if any (returned:
     raised inside ``async with Engine`` it would come out wrapped in an ExceptionGroup)."""
@@ -120,6 +133,7 @@ async def _serve(
         registry=registry,
         concurrency=settings.concurrency,
         queues=settings.queues,
+        tracer_provider=tracer_provider,
     )
     async with engine:
         try:

@@ -106,6 +106,7 @@ class Decider:
                     execution_id,
                     state.workflow,
                     state.version,
+                    extra={"execution_id": execution_id},
                 )
                 continue
             cache[execution_id] = Live(version, state, plan)
@@ -131,7 +132,12 @@ class Decider:
         try:
             batch.apply(txn, item)
         except Exception as exc:  # decide is total; this is a bug: keep the loop alive
-            logger.exception("deciding %s for %s failed", type(event).__name__, execution_id)
+            logger.exception(
+                "deciding %s for %s failed",
+                type(event).__name__,
+                execution_id,
+                extra={"execution_id": execution_id},
+            )
             fail(item, exc)
             batch.dropped.append(item)
             del batch.txns[execution_id]

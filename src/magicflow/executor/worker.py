@@ -44,6 +44,7 @@ from magicflow.executor.context import CancelFlag
 from magicflow.executor.registry import Registry
 from magicflow.executor.runner import Runner, failed_result
 from magicflow.executor.settle import Settler
+from magicflow.logs import bind as bind_log_fields
 from magicflow.messages import ErrorInfo, ResultMessage, TaskMessage, decode_task
 
 if TYPE_CHECKING:
@@ -293,7 +294,9 @@ class Executor:
             f"poison message: delivered {delivery.delivery_count} times "
             f"(max_deliveries is {self.max_deliveries})"
         )
-        logger.error("executor %s: task %s: %s", self.executor_id, task.id, reason)
+        logger.error(
+            "executor %s: task %s: %s", self.executor_id, task.id, reason, extra=_log_fields(task)
+        )
         info = ErrorInfo("PoisonMessage", f"task {task.id} {reason}", non_retryable=True)
         result = failed_result(task, info, executor_id=self.executor_id)
         self._settler.result(result, [delivery], dead_letter=reason)
@@ -301,6 +304,8 @@ class Executor:
     # ------------------------------------------------------------------ running
 
     async def _process(self, entry: _Running) -> None:
+        # this job's own context: what is logged while the step runs carries its ids
+        bind_log_fields(**_log_fields(entry.task))
         span = None if self._tracer is None else self._tracer.start(entry.task)
         try:
             entry.result = await self._runner.run(entry.task, cancelled=entry.cancelled)
@@ -327,6 +332,7 @@ class Executor:
                     entry.task.function,
                     result.error.type,
                     result.error.message,
+                    extra=_log_fields(entry.task),
                 )
         elif entry.raised_cancel and not self._draining:
             info = ErrorInfo("StepCancelled", "the step raised StepCancelled")
@@ -364,3 +370,15 @@ class Executor:
             for delivery in due:
                 if delivery in self._held:
                     self._held[delivery] = now
+
+
+def _log_fields(task: TaskMessage) -> dict[str, object]:
+    """The structured-log fields of a task (see ``magicflow.logs``)."""
+    return {
+        "execution_id": task.execution_id,
+        "workflow": task.workflow_id,
+        "step_id": task.step_id,
+        "attempt": task.attempt,
+        "item_index": task.item_index,
+        "task_id": task.id,
+    }
