@@ -46,6 +46,7 @@ class TaskMessage(msgspec.Struct, frozen=True, omit_defaults=True):
     item_index: int | None = None  # for_each: which item
     retry_policy: dict[str, Any] | None = None
     context: dict[str, Any] = {}  # workflow name/version and trace headers
+    reply_to: str | None = None  # the queue for the result (None: ``magicflow.results``)
 
 
 class ResultMessage(msgspec.Struct, frozen=True, omit_defaults=True):

@@ -123,8 +123,10 @@ class Batch:
         now: float,
         breakers: dict[str, BreakerState],
         record_events: bool = True,
+        reply_to: Callable[[str], str] | None = None,
     ) -> None:
         self.decide = decide
+        self.reply_to = reply_to  # execution id -> the results queue its tasks name
         self.now = now
         self.breakers = breakers
         self.record_events = record_events
@@ -187,7 +189,10 @@ class Batch:
 
 
 def _dispatch(batch: Batch, txn: Txn, command: DispatchTask) -> None:
-    txn.outbox.append((command.task.queue, _encode(command.task)))
+    task = command.task
+    if batch.reply_to is not None:
+        task = msgspec.structs.replace(task, reply_to=batch.reply_to(task.execution_id))
+    txn.outbox.append((task.queue, _encode(task)))
 
 
 def _cancel_task(batch: Batch, txn: Txn, command: CancelTask) -> None:

@@ -57,6 +57,7 @@ class Decider:
         self.cache: dict[str, Live] = {}
         self.breakers: dict[str, BreakerState] = {}
         self.redo: list[Item] = []  # items to decide again (their state was half-decided)
+        self.reply_to: Callable[[str], str] | None = None  # see ``Batch.reply_to``
 
     def forget(self, execution_ids: Iterable[str]) -> None:
         for execution_id in execution_ids:
@@ -69,7 +70,7 @@ class Decider:
             del self.cache[txn.execution_id]
 
     async def decide_batch(self, items: list[Item], now: float) -> Batch:
-        batch = Batch(self._decide, now, self.breakers, self.record_events)
+        batch = Batch(self._decide, now, self.breakers, self.record_events, self.reply_to)
         queue = deque(items)
         while queue:
             await self._load(batch, queue)

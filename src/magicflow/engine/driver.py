@@ -17,6 +17,10 @@
   commit conflict (another writer) evicts the cached state; its events are decided again.
 - Never polls: the loop sleeps on a future woken by a new event or by the next timer's due
   time (an in-memory heap mirrors the durable timer rows).
+- Several instances over one store (``ownership``): each decides the executions of the
+  partitions it holds a lease on. It consumes those partitions' results queues (tasks name
+  theirs in ``reply_to``), loads their timers from the store as they come due (another
+  instance may have set them), and re-publishes outbox rows another instance left behind.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from types import TracebackType
 
 import msgspec
 
-from magicflow.brokers.base import Broker, Delivery
+from magicflow.brokers.base import RESULTS_QUEUE, Broker, Delivery
 from magicflow.dsl.plan import WorkflowPlan
 from magicflow.engine.batch import Batch, Decide, Item, Txn
 from magicflow.engine.deciding import Decider, ResolvePlan, fail
@@ -43,8 +47,10 @@ from magicflow.engine.model import (
     Start,
     TimerFired,
 )
+from magicflow.engine.ownership import Ownership
+from magicflow.engine.partitions import partition_of, results_queue
 from magicflow.engine.relay import OutboxRelay, consume_results
-from magicflow.engine.timers import TimerHeap
+from magicflow.engine.timers import TimerHeap, TimerId
 from magicflow.errors import ConflictError, MagicFlowError
 from magicflow.faults import crash_point
 from magicflow.stores.base import CommitResult, Store
@@ -64,6 +70,8 @@ class Driver:
     ``resolve_plan(name, version or None)`` returns a compiled plan or raises NotFoundError.
     ``recover``: the broker does not keep messages (``memory://``), so on start the outbox is
     dropped and every live execution gets ``Recover`` (its awaited tasks are dispatched again).
+    ``ownership``: several service instances share the store (see the module docstring);
+    ``timer_poll`` and ``outbox_sweep`` (seconds) pace their store reads.
     """
 
     def __init__(
@@ -79,7 +87,12 @@ class Driver:
         recover: bool = False,
         record_events: bool = True,
         on_cancel_task: Callable[[CancelTask], None] | None = None,
+        ownership: Ownership | None = None,
+        timer_poll: float = 1.0,
+        outbox_sweep: float = 5.0,
     ) -> None:
+        if ownership is not None and recover:
+            raise ValueError("a driver that recovers owns every execution: no ownership")
         self.store, self.broker = store, broker
         self._decider = Decider(store, decide, resolve_plan, record_events=record_events)
         self._clock = clock
@@ -99,6 +112,14 @@ class Driver:
         self._loop_task: asyncio.Task[None] | None = None
         self._inflight: _Inflight | None = None
         self._helpers: list[asyncio.Task[None]] = []
+        self.ownership = ownership
+        self.timer_poll, self.outbox_sweep = timer_poll, outbox_sweep
+        self._consumers: dict[int, asyncio.Task[None]] = {}  # partition -> results consumer
+        self._fired: dict[TimerId, float] = {}  # timers fired lately, with their due time
+        if ownership is not None:
+            count = ownership.partitions
+            self._decider.reply_to = lambda eid: results_queue(partition_of(eid, count))
+            ownership.on_change = self._partitions_changed
         self.transitions = 0  # committed, for metrics
         self.batches = 0
         self.timings = {"decide": 0.0, "commit": 0.0, "act": 0.0}  # seconds, cumulative
@@ -110,14 +131,26 @@ class Driver:
         self._tg = asyncio.TaskGroup()
         await self._tg.__aenter__()
         self._loop_task = self._tg.create_task(self._run(), name="magicflow-driver")
-        self._helpers = [
-            self._tg.create_task(
-                consume_results(self.broker, self.deliver, stopping=lambda: self._stopping),
-                name="magicflow-results",
-            ),
-            self._tg.create_task(self._relay.run(), name="magicflow-relay"),
-        ]
+        self._helpers = [self._tg.create_task(self._relay.run(), name="magicflow-relay")]
+        if self.ownership is None:
+            self._helpers.append(self._consume(RESULTS_QUEUE))
+        else:
+            await self.ownership.renew()
+            self._helpers += [
+                self._tg.create_task(self.ownership.run(), name="magicflow-leases"),
+                self._tg.create_task(self._poll_timers(), name="magicflow-timers"),
+                self._tg.create_task(self._sweep_outbox(), name="magicflow-outbox"),
+            ]
         return self
+
+    def _consume(self, queue: str) -> asyncio.Task[None]:
+        assert self._tg is not None
+        return self._tg.create_task(
+            consume_results(
+                self.broker, self.deliver, queue=queue, stopping=lambda: self._stopping
+            ),
+            name=f"magicflow-results:{queue}",
+        )
 
     async def __aexit__(
         self,
@@ -130,7 +163,7 @@ class Driver:
         assert self._tg is not None
         assert self._loop_task is not None
         self._stopping = True
-        for task in self._helpers:
+        for task in [*self._helpers, *self._consumers.values()]:
             task.cancel()
         self._wake()
         if exc is None:
@@ -148,15 +181,26 @@ class Driver:
             for futures in list(self._watchers.values()):
                 for future in list(futures):
                     future.cancel()
+            if self.ownership is not None:
+                await self._release()
         return None
+
+    async def _release(self) -> None:
+        """Hand the partitions over now rather than when their leases expire."""
+        assert self.ownership is not None
+        try:
+            await self.ownership.release()
+        except Exception:
+            logger.warning("releasing the partition leases failed; they expire on their own")
 
     async def _start_up(self) -> None:
         breakers = await self.store.load_breakers()
         self._decider.breakers.update(
             (name, _decode_breaker(blob)) for name, blob in breakers.items()
         )
-        for timer in await self.store.all_timers():
-            self._timers.set(timer.execution_id, timer.key, timer.due)
+        if self.ownership is None:  # with ownership, timers are read as they come due
+            for timer in await self.store.all_timers():
+                self._timers.set(timer.execution_id, timer.key, timer.due)
         if not self._recover:
             republished = await self._relay.republish(self.store)
             if republished:
@@ -213,6 +257,11 @@ class Driver:
             if not futures:
                 del self._watchers[execution_id]
 
+    def owns(self, execution_id: str) -> bool:
+        """Whether this driver decides the execution (always, without ownership): if not,
+        another instance does, and ``watch`` does not see it end."""
+        return self.ownership is None or self.ownership.owns(execution_id)
+
     def is_live(self, execution_id: str) -> bool:
         """True while this driver holds the execution's live state: its end will be seen by
         ``watch`` without reading the store."""
@@ -248,6 +297,8 @@ class Driver:
         inbox = self._inbox
         while True:
             for execution_id, key in self._timers.pop_due(self._clock()):
+                if self.ownership is not None:
+                    self._fired[(execution_id, key)] = self._clock()
                 inbox.append(Item(execution_id, TimerFired(key)))
             batch: Batch | None = None
             if inbox:
@@ -361,8 +412,9 @@ class Driver:
         timers = self._timers
         for key in txn.timers_del:
             timers.cancel(execution_id, key)
-        for key, due in txn.timers_set.items():
-            timers.set(execution_id, key, due)
+        if txn.timers_set and self.owns(execution_id):  # else its owner reads them
+            for key, due in txn.timers_set.items():
+                timers.set(execution_id, key, due)
         if txn.cancel_tasks and self.on_cancel_task is not None:
             for command in txn.cancel_tasks:
                 self.on_cancel_task(command)
@@ -401,6 +453,73 @@ class Driver:
         if requeue:
             logger.info("%d transition(s) did not commit; deciding them again", len(failed))
             self._inbox.extendleft(reversed(requeue))
+
+    # ------------------------------------------------------------------ several instances
+
+    def _partitions_changed(self, gained: set[int], lost: set[int]) -> None:
+        """Consume the results of the partitions gained; forget all about the lost ones."""
+        assert self.ownership is not None
+        count = self.ownership.partitions
+        for partition in lost:
+            consumer = self._consumers.pop(partition, None)
+            if consumer is not None:
+                consumer.cancel()
+        if lost:
+
+            def gone(execution_id: str) -> bool:
+                return partition_of(execution_id, count) in lost
+
+            self._timers.drop(gone)
+            self._decider.forget([eid for eid in self._decider.cache if gone(eid)])
+        if self._stopping or self._tg is None:
+            return
+        for partition in gained:
+            if partition not in self._consumers:
+                self._consumers[partition] = self._consume(results_queue(partition))
+
+    async def _poll_timers(self) -> None:
+        """Put the timers of our partitions that come due soon into the heap: set by another
+        instance, or by the one that held the partition before."""
+        assert self.ownership is not None
+        owns, timers, fired = self.ownership.owns, self._timers, self._fired
+        while True:
+            now = self._clock()
+            try:
+                due = await self.store.due_timers(now + 2 * self.timer_poll, 10_000)
+            except Exception:
+                logger.warning("reading due timers failed; retrying", exc_info=True)
+                due = []
+            added = False
+            for timer in due:
+                tid = (timer.execution_id, timer.key)
+                if tid in fired or timers.due_of(*tid) == timer.due or not owns(tid[0]):
+                    continue
+                timers.set(timer.execution_id, timer.key, timer.due)
+                added = True
+            for tid in [t for t, at in fired.items() if at < now - 60]:
+                del fired[tid]
+            if added:
+                self._wake()
+            await asyncio.sleep(self.timer_poll)
+
+    async def _sweep_outbox(self) -> None:
+        """Publish outbox rows still there one sweep after we first saw them: their writer
+        died between commit and publish (at least once: a duplicate task is harmless)."""
+        seen: set[int] = set()
+        while True:
+            await asyncio.sleep(self.outbox_sweep)
+            try:
+                pending = await self.store.pending_outbox(1000)
+            except Exception:
+                logger.warning("reading the outbox failed; retrying", exc_info=True)
+                continue
+            done = set(self._done_outbox)
+            stale = [m for m in pending if m.id in seen and m.id not in done]
+            seen = {m.id for m in pending}
+            if stale:
+                logger.info("re-publishing %d task(s) another instance left", len(stale))
+                self._done_outbox.extend(await self._relay.publish(stale))
+                self._wake()
 
     async def _ack(self, deliveries: list[Delivery]) -> None:
         try:

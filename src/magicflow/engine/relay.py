@@ -90,16 +90,17 @@ async def consume_results(
     broker: Broker,
     deliver: Callable[[list[Item]], Awaitable[None]],
     *,
+    queue: str = RESULTS_QUEUE,
     batch: int = 1000,
     wait: float = 30.0,
     stopping: Callable[[], bool] = lambda: False,
 ) -> None:
-    """Feed result messages to the driver until cancelled (or ``stopping()``: a broker may
-    swallow a cancellation that races with a message arriving)."""
+    """Feed result messages from ``queue`` to the driver until cancelled (or ``stopping()``:
+    a broker may swallow a cancellation that races with a message arriving)."""
     decode_errors = (msgspec.DecodeError, msgspec.ValidationError)
     while not stopping():
         try:
-            deliveries = await broker.receive(RESULTS_QUEUE, batch, wait)
+            deliveries = await broker.receive(queue, batch, wait)
         except Exception:
             logger.exception("receiving results failed; retrying in 1s")
             await asyncio.sleep(1.0)

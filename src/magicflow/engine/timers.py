@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+from collections.abc import Callable
 
 TimerId = tuple[str, str]  # (execution_id, key)
 
@@ -28,6 +29,14 @@ class TimerHeap:
 
     def cancel(self, execution_id: str, key: str) -> None:
         self._live.pop((execution_id, key), None)
+
+    def due_of(self, execution_id: str, key: str) -> float | None:
+        return self._live.get((execution_id, key))
+
+    def drop(self, execution_ids: Callable[[str], bool]) -> None:
+        """Forget the timers of the executions ``execution_ids`` selects."""
+        for timer in [t for t in self._live if execution_ids(t[0])]:
+            del self._live[timer]
 
     def _prune(self) -> None:
         heap, live = self._heap, self._live

@@ -1,11 +1,11 @@
 """Publishing results and settling deliveries, in batches, results first.
 
 The worker hands over outcomes as steps finish; ``run`` (a task of the worker's TaskGroup)
-publishes everything that finished in the same loop tick with one ``publish`` to
-``RESULTS_QUEUE``, and only then acks (or dead-letters) the deliveries those results answer:
-a crash in between means a redelivery and a duplicate result, never a lost one. Deliveries
-with no result (cancelled on request, given back at shutdown, undecodable) are acked, nacked
-or dead-lettered in the same pass.
+publishes everything that finished in the same loop tick with one ``publish`` per results
+queue (the task's ``reply_to``, or ``RESULTS_QUEUE``), and only then acks (or dead-letters)
+the deliveries those results answer: a crash in between means a redelivery and a duplicate
+result, never a lost one. Deliveries with no result (cancelled on request, given back at
+shutdown, undecodable) are acked, nacked or dead-lettered in the same pass.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ logger = logging.getLogger(__name__)
 MAX_PUBLISH_BATCH: Final = 500
 CLOSING_ATTEMPTS: Final = 3  # publish attempts while closing before leaving it to redelivery
 
-# (result, deliveries it answers, dead-letter reason or None to ack them)
-_Outcome = tuple[ResultMessage, list[Delivery], str | None]
+# (result, deliveries it answers, dead-letter reason or None to ack them, results queue)
+_Outcome = tuple[ResultMessage, list[Delivery], str | None, str]
 
 
 class Settler:
@@ -46,10 +46,16 @@ class Settler:
     # ------------------------------------------------------------------ handing over
 
     def result(
-        self, result: ResultMessage, deliveries: list[Delivery], dead_letter: str | None = None
+        self,
+        result: ResultMessage,
+        deliveries: list[Delivery],
+        dead_letter: str | None = None,
+        *,
+        reply_to: str | None = None,
     ) -> None:
-        """Publish ``result``, then ack its deliveries (or dead-letter them with the reason)."""
-        self._outcomes.append((result, deliveries, dead_letter))
+        """Publish ``result`` (to ``reply_to``, or ``RESULTS_QUEUE``), then ack its deliveries
+        (or dead-letter them with the reason)."""
+        self._outcomes.append((result, deliveries, dead_letter, reply_to or RESULTS_QUEUE))
         self._wake.set()
 
     def ack(self, deliveries: list[Delivery]) -> None:
@@ -97,17 +103,16 @@ class Settler:
         """Publish one batch of results, then settle; False when publishing failed."""
         batch = self._outcomes[:MAX_PUBLISH_BATCH]
         del self._outcomes[:MAX_PUBLISH_BATCH]
-        if batch:
-            try:
-                await self.broker.publish(RESULTS_QUEUE, [encode(o[0]) for o in batch])
-            except Exception:
-                logger.exception("executor %s: publishing results failed", self._name)
-                self._outcomes[:0] = batch
-                return False
+        published = await self._publish(batch)
+        ok = len(published) == len(batch)
+        if not ok:  # publish the rest again later; settle what was published
+            sent = {id(outcome) for outcome in published}
+            self._outcomes[:0] = [o for o in batch if id(o) not in sent]
+            batch = published
         acks, self._acks = self._acks, []
         dead, self._dead = self._dead, []
         nacks, self._nacks = self._nacks, []
-        for _, deliveries, reason in batch:
+        for _, deliveries, reason, _ in batch:
             if reason is None:
                 acks.extend(deliveries)
             else:
@@ -122,7 +127,22 @@ class Settler:
             await self._settle(self.broker.nack(nacks, requeue=True), nacks, "nack")
         if self._outcomes:
             self._wake.set()
-        return True
+        return ok
+
+    async def _publish(self, batch: list[_Outcome]) -> list[_Outcome]:
+        """One ``publish`` per results queue; the outcomes whose results were published."""
+        by_queue: dict[str, list[_Outcome]] = {}
+        for outcome in batch:
+            by_queue.setdefault(outcome[3], []).append(outcome)
+        published: list[_Outcome] = []
+        for queue, group in by_queue.items():
+            try:
+                await self.broker.publish(queue, [encode(o[0]) for o in group])
+            except Exception:
+                logger.exception("executor %s: publishing results failed", self._name)
+                continue
+            published.extend(group)
+        return published
 
     async def _settle(self, action: Awaitable[None], deliveries: list[Delivery], what: str) -> None:
         try:
@@ -133,7 +153,7 @@ class Settler:
 
     def _give_up(self) -> None:
         """Closing while the broker keeps failing: leave the rest to redelivery."""
-        left = [d for _, ds, _ in self._outcomes for d in ds] + self._acks + self._nacks
+        left = [d for _, ds, _, _ in self._outcomes for d in ds] + self._acks + self._nacks
         left += [d for d, _ in self._dead]
         logger.error(
             "executor %s: %d deliveries left unsettled; the broker will deliver them again",

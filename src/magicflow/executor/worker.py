@@ -299,7 +299,7 @@ class Executor:
         )
         info = ErrorInfo("PoisonMessage", f"task {task.id} {reason}", non_retryable=True)
         result = failed_result(task, info, executor_id=self.executor_id)
-        self._settler.result(result, [delivery], dead_letter=reason)
+        self._settler.result(result, [delivery], dead_letter=reason, reply_to=task.reply_to)
 
     # ------------------------------------------------------------------ running
 
@@ -324,7 +324,7 @@ class Executor:
         if entry.cancel_requested:
             self._settler.ack(entry.deliveries)  # the service no longer wants it
         elif result is not None:
-            self._settler.result(result, entry.deliveries)
+            self._settler.result(result, entry.deliveries, reply_to=entry.task.reply_to)
             if result.error is not None and logger.isEnabledFor(logging.INFO):
                 logger.info(
                     "task %s (%s) failed: %s: %s",
@@ -337,7 +337,7 @@ class Executor:
         elif entry.raised_cancel and not self._draining:
             info = ErrorInfo("StepCancelled", "the step raised StepCancelled")
             result = failed_result(entry.task, info, executor_id=self.executor_id)
-            self._settler.result(result, entry.deliveries)
+            self._settler.result(result, entry.deliveries, reply_to=entry.task.reply_to)
         else:  # shutting down, or crashed: let another consumer take it
             self._settler.nack(entry.deliveries)
 

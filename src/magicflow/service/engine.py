@@ -6,6 +6,10 @@ when a registry of business functions is given, local executors serving every qu
 registered workflows use. Shutdown goes in phases: the executors stop taking tasks and finish
 what runs (``shutdown_grace``), then the driver commits its last batch, then the backends close.
 
+Over a store with partition leases (PostgreSQL) and a broker that keeps messages, the engine is
+one of possibly several service instances: it decides the executions of the partitions it
+holds (``engine.ownership``) and reads the others' progress from the store.
+
     async with Engine(store="sqlite:///flows.db", registry=registry) as engine:
         await engine.register_file("onboarding.yaml")
         result = await engine.run("user-onboarding", {"email": "a@b.c"})
@@ -16,8 +20,10 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
+import socket
 import sys
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
 from types import TracebackType
@@ -42,12 +48,15 @@ from magicflow.engine.model import (
     SignalReceived,
     Start,
 )
+from magicflow.engine.ownership import Ownership
+from magicflow.engine.partitions import DEFAULT_PARTITIONS
 from magicflow.engine.view import execution_document
 from magicflow.errors import ConflictError, MagicFlowError, NotFoundError, WorkflowValidationError
 from magicflow.executor import Executor, Registry
 from magicflow.service.catalog import Catalog
 from magicflow.service.ids import new_execution_id
 from magicflow.stores import Store, store_from_url
+from magicflow.stores.base import Leases
 
 if TYPE_CHECKING:
     from opentelemetry.trace import TracerProvider
@@ -55,6 +64,7 @@ if TYPE_CHECKING:
     from magicflow.service.tracing import ExecutionSpans
 
 _decode_state = msgspec.json.Decoder(ExecutionState).decode
+_POLL = 0.5  # seconds between reads of an execution another instance decides
 _encode_json = msgspec.json.Encoder().encode
 
 _ALLOWED: dict[type[Event], frozenset[ExecutionStatus]] = {
@@ -85,6 +95,8 @@ class Engine:
     ``tune_interpreter``: see ``_tune_interpreter``; restored when the engine stops.
     ``tracer_provider``: an OpenTelemetry tracer provider; each execution gets a span when it
     ends and local executors a span per step attempt (none given: no tracing, no import).
+    ``partitions`` / ``lease_ttl``: how executions are split between service instances and how
+    long an instance's lease on its share lasts (every instance must use the same count).
     """
 
     def __init__(
@@ -101,6 +113,8 @@ class Engine:
         clock: Callable[[], float] = time.time,
         tune_interpreter: bool = True,
         tracer_provider: TracerProvider | None = None,
+        partitions: int = DEFAULT_PARTITIONS,
+        lease_ttl: float = 10.0,
     ) -> None:
         self._owned: list[Store | Broker] = []
         self.store = store_from_url(store) if isinstance(store, str) else store
@@ -113,6 +127,11 @@ class Engine:
         self.concurrency = concurrency
         self.shutdown_grace = shutdown_grace
         self.catalog = Catalog(self.store)
+        ownership = None
+        memory_broker = isinstance(self.broker, MemoryBroker)
+        if isinstance(self.store, Leases) and not memory_broker:
+            owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+            ownership = Ownership(self.store, owner, partitions=partitions, ttl=lease_ttl)
         self.driver = Driver(
             self.store,
             self.broker,
@@ -120,9 +139,10 @@ class Engine:
             self.catalog.resolve,
             clock=clock,
             batch_size=batch_size,
-            recover=isinstance(self.broker, MemoryBroker),
+            recover=memory_broker,
             record_events=record_events,
             on_cancel_task=self._cancel_task,
+            ownership=ownership,
         )
         self._queues = list(dict.fromkeys(queues))
         self._served: set[str] = set()
@@ -256,16 +276,17 @@ class Engine:
         ``timeout`` seconds; NotFoundError for an unknown execution."""
         watch = self.driver.watch(execution_id)
         try:
-            if not self.driver.is_live(execution_id):
-                state = await self._load(execution_id)
-                if state.status.is_terminal:
-                    return await self._document(state)
-            if timeout is None:
-                blob = await watch
-            else:
-                async with asyncio.timeout(timeout):
-                    blob = await watch
-            return await self._document(_decode_state(blob))
+            async with asyncio.timeout(timeout):
+                while True:
+                    if not self.driver.is_live(execution_id):
+                        state = await self._load(execution_id)
+                        if state.status.is_terminal:
+                            return await self._document(state)
+                    # the state is cached here, or another instance decides the execution
+                    # (``driver.owns``), or this one may lose it: look again now and then
+                    await asyncio.wait([watch], timeout=_POLL)
+                    if watch.done():
+                        return await self._document(_decode_state(watch.result()))
         finally:
             if watch.cancelled() or not watch.done():
                 self.driver.unwatch(execution_id, watch)

@@ -120,6 +120,20 @@ MIGRATIONS: tuple[str, ...] = (
         data BYTEA NOT NULL
     );
     """,
+    # 4: partition leases of the service instances (stores/_postgresql_leases.py)
+    """
+    CREATE TABLE partition_leases (
+        partition INTEGER PRIMARY KEY,
+        owner TEXT,
+        epoch BIGINT NOT NULL DEFAULT 0,
+        lease_until DOUBLE PRECISION NOT NULL DEFAULT 0
+    );
+
+    CREATE TABLE service_instances (
+        owner TEXT PRIMARY KEY,
+        seen DOUBLE PRECISION NOT NULL
+    );
+    """,
 )
 
 _LOCK = "SELECT pg_advisory_xact_lock(hashtext('magicflow.schema:' || $1))"

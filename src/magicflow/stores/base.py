@@ -345,6 +345,32 @@ class Store(Protocol):
         ...
 
 
+@runtime_checkable
+class Leases(Protocol):
+    """Partition leases, for several service instances over one store (PostgreSQL).
+
+    Each instance (``owner``) calls ``renew_leases`` every few seconds: that is its heartbeat,
+    keeps the partitions it holds for ``ttl`` seconds more, and moves it toward a fair share
+    (``ceil(partitions / live instances)``): it takes free or expired partitions when it has
+    too few (``FOR UPDATE SKIP LOCKED``: two instances never take the same one), and gives
+    back its highest ones when it has too many. Time is the store's clock, so the instances'
+    clocks don't matter. A partition taken over gets a new ``epoch``.
+    """
+
+    async def renew_leases(self, owner: str, partitions: int, ttl: float) -> dict[int, int]:
+        """Heartbeat and rebalance; the partitions ``owner`` holds now, with their epochs."""
+        ...
+
+    async def release_leases(self, owner: str) -> None:
+        """Give back every partition (a clean shutdown hands over at once)."""
+        ...
+
+
+def fair_share(partitions: int, live_instances: int) -> int:
+    """How many partitions each instance should hold."""
+    return -(-partitions // max(live_instances, 1))
+
+
 _RELEASE = re.compile(r"v?(\d+(?:\.\d+)*)(.*)", re.IGNORECASE)
 _PART = re.compile(r"(\d+)|([^\d.+\-_]+)")
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -27,6 +28,7 @@ from magicflow.stores.base import (
     TimerRecord,
     Transition,
     WebhookRecord,
+    fair_share,
     latest,
     version_key,
 )
@@ -52,6 +54,8 @@ class MemoryStore:
         self._webhooks: dict[str, WebhookRecord] = {}  # in creation order
         self._deliveries: dict[str, DeliveryRecord] = {}  # in creation order
         self._schedules: dict[str, ScheduleRecord] = {}  # in creation order
+        self._leases: dict[int, tuple[str | None, int, float]] = {}  # owner, epoch, until
+        self._instances: dict[str, float] = {}  # owner -> last heartbeat
         self._ids = itertools.count(1)  # outbox ids
         self._seq = itertools.count(1)
 
@@ -308,6 +312,35 @@ class MemoryStore:
     async def list_deliveries(self, webhook_id: str, limit: int = 100) -> list[DeliveryRecord]:
         mine = [d for d in self._deliveries.values() if d.webhook_id == webhook_id]
         return sorted(reversed(mine), key=lambda d: -d.created_at)[:limit]
+
+    # -------------------------------------------------------------- leases
+
+    async def renew_leases(self, owner: str, partitions: int, ttl: float) -> dict[int, int]:
+        now = time.time()
+        self._instances[owner] = now
+        live = sum(1 for seen in self._instances.values() if seen >= now - ttl)
+        fair = fair_share(partitions, live)
+        leases = self._leases
+        mine = [p for p in range(partitions) if leases.get(p, (None, 0, 0.0))[0] == owner]
+        for partition in mine[fair:]:
+            leases[partition] = (None, leases[partition][1], 0.0)
+        mine = mine[:fair]
+        for partition in range(partitions):
+            if len(mine) >= fair:
+                break
+            holder, epoch, until = leases.get(partition, (None, 0, 0.0))
+            if holder != owner and (holder is None or until < now):
+                leases[partition] = (owner, epoch + 1, 0.0)
+                mine.append(partition)
+        for partition in mine:
+            leases[partition] = (owner, leases[partition][1], now + ttl)
+        return {partition: leases[partition][1] for partition in sorted(mine)}
+
+    async def release_leases(self, owner: str) -> None:
+        self._instances.pop(owner, None)
+        for partition, (holder, epoch, _) in list(self._leases.items()):
+            if holder == owner:
+                self._leases[partition] = (None, epoch, 0.0)
 
     # -------------------------------------------------------------- schedules
 

@@ -7,13 +7,10 @@ transaction per batch (``_postgresql_commit``).
 URL options (the query string; the others go to asyncpg, e.g. ``sslmode``): ``schema=NAME``
 keeps the tables in that schema (created if missing), ``pool_size=N`` (default 10).
 
-Several service instances over one database: commits are safe (rows are locked and version
-checked, so two instances never both apply a transition of the same execution; the loser gets
-a conflict). Not yet safe: the driver keeps the timers it loaded in memory and fires them
-itself, and recovers every live execution on start, so two instances would both fire a timer
-and decide the same execution (one of the two commits then conflicts, but both may publish
-the resulting task). Until executions are owned through leases, run one service instance per
-database; any number of executors.
+Several service instances over one database: each holds a share of the execution partitions
+through leases (``_postgresql_leases``, the ``Leases`` Protocol) and decides only the
+executions of its partitions; every commit is still version checked, so an instance that
+lost its lease while paused cannot overwrite what the new owner committed.
 """
 
 from __future__ import annotations
@@ -27,7 +24,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import asyncpg  # type: ignore[import-untyped]
 
 from magicflow.errors import ConfigurationError, ConflictError, StoreError
-from magicflow.stores import _postgresql_commit
+from magicflow.stores import _postgresql_commit, _postgresql_leases
 from magicflow.stores._hooks import decode_delivery, decode_schedule, decode_webhook, encode
 from magicflow.stores._postgresql_schema import migrate
 from magicflow.stores.base import (
@@ -301,6 +298,14 @@ class PostgreSQLStore:
     async def load_breakers(self) -> dict[str, bytes]:
         rows = await self._fetch("SELECT function, state FROM breakers")
         return {row[0]: bytes(row[1]) for row in rows}
+
+    async def renew_leases(self, owner: str, partitions: int, ttl: float) -> dict[int, int]:
+        async with self._conn() as conn:
+            return await _postgresql_leases.renew(conn, owner, partitions, ttl)
+
+    async def release_leases(self, owner: str) -> None:
+        async with self._conn() as conn:
+            await _postgresql_leases.release(conn, owner)
 
     async def read_events(
         self, execution_id: str, after: int = 0, limit: int = 100
