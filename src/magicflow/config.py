@@ -41,6 +41,8 @@ class Settings:
     port: int = 8080
     log_format: str = "text"  # or "json": one JSON object per line on stderr
     tracing: bool = False  # OpenTelemetry spans (also on when OTEL_TRACES_EXPORTER is set)
+    partitions: int = 16  # how executions are split between service instances (same on all)
+    lease_ttl: float = 10.0  # seconds an instance's hold on its partitions lasts unrenewed
 
 
 def _coerce(name: str, value: Any) -> Any:
@@ -50,6 +52,8 @@ def _coerce(name: str, value: Any) -> Any:
             return str(value).lower() in {"1", "true", "yes", "on"}
         if isinstance(default, int):
             return int(value)
+        if isinstance(default, float):
+            return float(value)
         if isinstance(default, tuple):
             items = value.split(",") if isinstance(value, str) else list(value)
             return tuple(str(item).strip() for item in items if str(item).strip())

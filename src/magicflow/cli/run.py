@@ -254,6 +254,8 @@ async def _execute(
                     registry=registry,
                     concurrency=settings.concurrency,
                     tracer_provider=tracer_provider,
+                    partitions=settings.partitions,
+                    lease_ttl=settings.lease_ttl,
                 )
             )
             for child in children:

@@ -134,6 +134,8 @@ async def _serve(
         concurrency=settings.concurrency,
         queues=settings.queues,
         tracer_provider=tracer_provider,
+        partitions=settings.partitions,
+        lease_ttl=settings.lease_ttl,
     )
     async with engine:
         try:

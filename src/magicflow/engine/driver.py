@@ -191,7 +191,9 @@ class Driver:
         try:
             await self.ownership.release()
         except Exception:
-            logger.warning("releasing the partition leases failed; they expire on their own")
+            logger.warning(
+                "releasing the partition leases failed; they expire on their own", exc_info=True
+            )
 
     async def _start_up(self) -> None:
         breakers = await self.store.load_breakers()
@@ -409,6 +411,8 @@ class Driver:
             for future in self._watchers.pop(execution_id, ()):
                 if not future.done():
                     future.set_result(txn.transition.state)
+        if not self.owns(execution_id):  # decided here on request; its owner decides the rest
+            self._decider.forget([execution_id])
         timers = self._timers
         for key in txn.timers_del:
             timers.cancel(execution_id, key)

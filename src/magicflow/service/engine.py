@@ -8,7 +8,7 @@ what runs (``shutdown_grace``), then the driver commits its last batch, then the
 
 Over a store with partition leases (PostgreSQL) and a broker that keeps messages, the engine is
 one of possibly several service instances: it decides the executions of the partitions it
-holds (``engine.ownership``) and reads the others' progress from the store.
+holds (``engine.driver.ownership``) and reads the others' progress from the store.
 
     async with Engine(store="sqlite:///flows.db", registry=registry) as engine:
         await engine.register_file("onboarding.yaml")
