@@ -71,9 +71,16 @@ class Runner:
         handler = self.registry.lookup(task.function, step_id)
         if handler is None:
             return self._failed(task, started, self._not_found(task.function))
-        limit, bounded_by_deadline = _time_limit(task, time.time())
+        now = time.time()
+        limit, bounded_by_deadline = _time_limit(task, now)
         if limit is not None and limit <= 0:
             message = "the execution's deadline passed before the step started"
+            return self._failed(task, started, ErrorInfo("TimeoutError", message))
+        if task.timeout is not None and now - task.created_at >= task.timeout:
+            # the service timed this attempt out already (its timer runs from the dispatch):
+            # running it would only hold a slot that a newer attempt may be waiting for
+            waited = round(now - task.created_at, 3)
+            message = f"step timed out after {task.timeout}s waiting to start ({waited}s queued)"
             return self._failed(task, started, ErrorInfo("TimeoutError", message))
         cancel_event = cancelled if cancelled is not None else CancelFlag()
         ctx = StepContext.from_task(

@@ -360,6 +360,23 @@ async def test_deadline_already_passed(registry: Registry, runner: Runner) -> No
     assert calls == []
 
 
+async def test_a_task_that_waited_longer_than_its_timeout_is_not_run(
+    registry: Registry, runner: Runner
+) -> None:
+    """The service timed it out already (and may have dispatched the next attempt): a stalled
+    executor that gets to it late answers at once instead of working for nothing."""
+    calls: list[int] = []
+    registry.register("late", lambda ctx: calls.append(1))
+    result = await runner.run(make_task("late", timeout=2.0, created_at=time.time() - 3))
+    assert calls == []
+    assert result.error is not None
+    assert result.error.type == "TimeoutError"
+    assert "waiting to start" in result.error.message
+    fresh = await runner.run(make_task("late", timeout=2.0, created_at=time.time() - 1))
+    assert fresh.status == "completed"
+    assert calls == [1]
+
+
 async def test_timeout_error_raised_by_the_function_is_an_ordinary_failure(
     registry: Registry, runner: Runner
 ) -> None:
@@ -489,7 +506,8 @@ EXIT_SCRIPT = textwrap.dedent(
     async def main():
         runner = Runner(registry)
         task = TaskMessage(id="t", workflow_id="w@1", execution_id="e", step_id="s",
-                           function="sleepy", input={}, attempt=1, created_at=0.0, timeout=0.2)
+                           function="sleepy", input={}, attempt=1, created_at=time.time(),
+                           timeout=0.2)
         result = await runner.run(task)
         print(result.error.type, flush=True)
 
