@@ -40,6 +40,14 @@ VISIBILITY_TIMEOUT = 4.0
 TIMEOUTS = {"redis", "nats"}  # brokers with a visibility timeout
 
 
+def one_per(kind: str) -> list[Pair]:
+    """The first pair of each ``broker`` (or ``store``): for the scenarios that test one."""
+    seen: dict[str, Pair] = {}
+    for pair in PAIRS:
+        seen.setdefault(getattr(pair, kind), pair)
+    return list(seen.values())
+
+
 class Servers:
     """The session's private servers, by kind."""
 
