@@ -27,6 +27,8 @@ import pytest
 from magicflow.dsl import compile_workflow
 from magicflow.executor import Executor, Registry, StepContext
 from magicflow.service import Engine
+from magicflow.service.app import create_app
+from magicflow.service.settings import ServiceSettings
 
 from ..service_stores import postgresql_url
 
@@ -112,6 +114,30 @@ async def test_two_instances_share_the_executions_and_decide_each_step_once(
     assert Counter(ledger.calls) == {(eid, s, 1): 1 for eid in ids for s in ("first", "last")}
     assert a.driver.transitions > 0  # both decided a share
     assert b.driver.transitions > 0
+
+
+async def test_an_event_stream_on_one_instance_follows_what_the_other_decides(
+    store: str, queue: str
+) -> None:
+    ledger = Ledger()
+    async with engine(store) as a, engine(store) as b:
+        await settled(a, b)
+        await a.register(compile_workflow(workflow(queue), "relay.yaml"))
+        ids = (f"sse-{n}-{uuid.uuid4().hex[:8]}" for n in range(1000))
+        theirs = next(eid for eid in ids if a.driver.owns(eid) and not b.driver.owns(eid))
+        app = create_app(b, ServiceSettings(auth=False))
+        transport = httpx.ASGITransport(app=app)
+        async with (
+            httpx.AsyncClient(transport=transport, base_url="http://b") as http,
+            Executor(a.broker, ledger.registry(), queues=[queue]),
+        ):
+            await a.start("relay", {}, execution_id=theirs)
+            async with asyncio.timeout(10):  # well under the stream's 15 s heartbeat
+                response = await http.get(f"/api/v1/executions/{theirs}/events")
+    kinds = [line[7:] for line in response.text.splitlines() if line.startswith("event: ")]
+    assert kinds[0] == "execution.started"
+    assert kinds[-2:] == ["execution.completed", "stream.end"]
+    assert b.driver.transitions == 0  # b decided nothing: it only read the store
 
 
 def free_port() -> int:

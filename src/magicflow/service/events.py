@@ -76,16 +76,25 @@ async def _status(store: Store, execution_id: str) -> str | None:
 
 
 async def stream(
-    store: Store, hub: EventHub, execution_id: str, after: int = 0, heartbeat: float = 15.0
+    store: Store,
+    hub: EventHub,
+    execution_id: str,
+    after: int = 0,
+    heartbeat: float = 15.0,
+    poll: float | None = None,
 ) -> AsyncIterator[str]:
-    """The SSE frames of an execution's events with version > ``after``, then live ones."""
+    """The SSE frames of an execution's events with version > ``after``, then live ones.
+    ``poll``: also read the store that often (seconds), for an execution that another service
+    instance may decide (its commits don't wake this one's hub)."""
     wake = hub.subscribe(execution_id)
+    clock = asyncio.get_running_loop().time
     try:
         yield ": stream of " + execution_id + "\n\n"
+        quiet_since = clock()
         while True:
             wake.clear()
             async for frame, version in _replay(store, execution_id, after):
-                after = version
+                after, quiet_since = version, clock()
                 yield frame
             status = await _status(store, execution_id)
             if status in TERMINAL_STATUSES:
@@ -97,9 +106,11 @@ async def stream(
             if hub.closed.is_set():
                 return
             try:
-                await asyncio.wait_for(wake.wait(), heartbeat)
+                await asyncio.wait_for(wake.wait(), min(heartbeat, poll or heartbeat))
             except TimeoutError:
-                yield ": keep-alive\n\n"
+                if clock() - quiet_since >= heartbeat:
+                    quiet_since = clock()
+                    yield ": keep-alive\n\n"
     finally:
         hub.unsubscribe(execution_id, wake)
 

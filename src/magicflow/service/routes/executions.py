@@ -40,6 +40,9 @@ _CONTROL_ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
+_POLL_OTHER_INSTANCES = 0.5  # seconds between store reads of an event stream
+
+
 @router.post(
     "/workflows/{name}/executions",
     status_code=201,
@@ -194,7 +197,15 @@ async def watch_execution(
     resume_at = (last_event_id or "").strip()
     if resume_at.isascii() and resume_at.isdigit():
         start = max(start, min(int(resume_at), MAX_VERSION))
-    frames = stream(store, service.hub, execution_id, start, service.settings.heartbeat)
+    several = service.engine.driver.ownership is not None  # other instances may decide it
+    frames = stream(
+        store,
+        service.hub,
+        execution_id,
+        start,
+        service.settings.heartbeat,
+        poll=_POLL_OTHER_INSTANCES if several else None,
+    )
     return StreamingResponse(
         frames,
         media_type="text/event-stream",
