@@ -195,6 +195,16 @@ class Metrics:
             "Group commits made by this process's driver since it started.",
             registry=registry,
         )
+        self.partitions_held = Gauge(
+            "magicflow_partitions_held",
+            "Execution partitions this instance holds a lease on (several instances only).",
+            registry=registry,
+        )
+        self.partitions_total = Gauge(
+            "magicflow_partitions_total",
+            "Execution partitions the instances share (several instances only).",
+            registry=registry,
+        )
         self.scrape_errors = Counter(
             "magicflow_metrics_scrape_errors_total",
             "Scrapes where a backend could not be read (its gauges keep their last value).",
@@ -291,6 +301,10 @@ class Metrics:
                 self.scrape_errors.labels(source).inc()
         self.transitions.set(engine.driver.transitions)
         self.batches.set(engine.driver.batches)
+        ownership = engine.driver.ownership
+        if ownership is not None:
+            self.partitions_held.set(len(ownership.held))
+            self.partitions_total.set(ownership.partitions)
 
     async def _resolve(self, engine: Engine) -> None:
         """Label the events of executions this process did not see start."""
