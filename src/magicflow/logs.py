@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import IO, Any, Final
@@ -31,7 +31,10 @@ from magicflow.errors import ConfigurationError
 FORMATS: Final = ("text", "json")
 FIELDS: Final = ("execution_id", "workflow", "step_id", "attempt", "item_index", "task_id")
 
-_bound: ContextVar[Mapping[str, Any] | None] = ContextVar("magicflow_log_fields", default=None)
+Fields = Mapping[str, Any]
+_bound: ContextVar[Fields | Callable[[], Fields] | None] = ContextVar(
+    "magicflow_log_fields", default=None
+)
 # what every LogRecord has: the rest of its attributes came from ``extra``
 _STANDARD: Final = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 
@@ -40,13 +43,23 @@ def bind(**fields: Any) -> None:
     """Attach ``fields`` to every record logged from the current context from now on (in an
     asyncio task: until it ends; the task's context is its own copy)."""
     current = _bound.get()
-    _bound.set(fields if current is None else {**current, **fields})
+    _bound.set(fields if current is None else {**_resolve(current), **fields})
+
+
+def bind_lazily(make: Callable[[], Fields]) -> None:
+    """Like ``bind``, replacing what was bound; ``make()`` is called only when a record is
+    logged (the executor binds every task, and most tasks log nothing)."""
+    _bound.set(make)
+
+
+def _resolve(bound: Fields | Callable[[], Fields]) -> Fields:
+    return bound() if callable(bound) else bound
 
 
 def fields_of(record: logging.LogRecord) -> dict[str, Any]:
     """The record's fields: the bound ones, then its ``extra`` (which win)."""
     bound = _bound.get()
-    fields: dict[str, Any] = dict(bound) if bound else {}
+    fields: dict[str, Any] = dict(_resolve(bound)) if bound is not None else {}
     for key, value in record.__dict__.items():
         if key not in _STANDARD and not key.startswith("_"):
             fields[key] = value

@@ -26,19 +26,36 @@ def root_execution_id(execution_id: str) -> str:
     return execution_id.partition(".")[0] or execution_id
 
 
+def _digest(execution_id: str) -> str:
+    """48 hex digits: the first 32 name a trace, the last 16 a span."""
+    return hashlib.blake2b(execution_id.encode(), digest_size=24, person=b"magicflow").hexdigest()
+
+
+def _nonzero(hex_id: str) -> str:
+    """W3C calls an all-zero id invalid (a 1 in 2**64 chance at worst: made 1 instead)."""
+    return hex_id if hex_id.strip("0") else hex_id[:-1] + "1"
+
+
+def _ids(execution_id: str) -> tuple[str, str]:
+    """(trace id, execution span id) in hex; one hash for a top-level execution."""
+    own = _digest(execution_id)
+    root = root_execution_id(execution_id)
+    trace = own if root == execution_id else _digest(root)
+    return _nonzero(trace[:32]), _nonzero(own[32:])
+
+
 def trace_id(execution_id: str) -> int:
-    """The 128-bit trace id of the execution's trace (never 0, which W3C calls invalid)."""
-    data = root_execution_id(execution_id).encode()
-    return int.from_bytes(hashlib.blake2b(data, digest_size=16, person=b"mf-trace").digest()) or 1
+    """The 128-bit trace id of the execution's trace."""
+    return int(_ids(execution_id)[0], 16)
 
 
 def span_id(execution_id: str) -> int:
-    """The 64-bit span id of the execution's own span (never 0)."""
-    data = execution_id.encode()
-    return int.from_bytes(hashlib.blake2b(data, digest_size=8, person=b"mf-span").digest()) or 1
+    """The 64-bit span id of the execution's own span."""
+    return int(_ids(execution_id)[1], 16)
 
 
 @functools.lru_cache(maxsize=4096)  # an execution's tasks are made close together
 def traceparent(execution_id: str) -> str:
     """The W3C ``traceparent`` whose parent is the execution's span (sampled)."""
-    return f"00-{trace_id(execution_id):032x}-{span_id(execution_id):016x}-01"
+    trace, span = _ids(execution_id)
+    return f"00-{trace}-{span}-01"

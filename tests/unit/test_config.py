@@ -47,3 +47,14 @@ def test_unknown_setting_in_file_is_one_clear_error(tmp_path: Path) -> None:
 def test_bad_number_is_one_clear_error() -> None:
     with pytest.raises(ConfigurationError, match="concurrency"):
         load_settings(environ={"MAGICFLOW_CONCURRENCY": "many"})
+
+
+def test_log_format_and_tracing_from_the_file_and_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "magicflow.toml").write_text('log_format = "json"\ntracing = true\n')
+    settings = load_settings(environ={})
+    assert (settings.log_format, settings.tracing) == ("json", True)
+    settings = load_settings(environ={"MAGICFLOW_TRACING": "false", "MAGICFLOW_LOG_FORMAT": "text"})
+    assert (settings.log_format, settings.tracing) == ("text", False)

@@ -44,7 +44,7 @@ from magicflow.executor.context import CancelFlag
 from magicflow.executor.registry import Registry
 from magicflow.executor.runner import Runner, failed_result
 from magicflow.executor.settle import Settler
-from magicflow.logs import bind as bind_log_fields
+from magicflow.logs import bind_lazily as bind_log_fields
 from magicflow.messages import ErrorInfo, ResultMessage, TaskMessage, decode_task
 
 if TYPE_CHECKING:
@@ -305,7 +305,7 @@ class Executor:
 
     async def _process(self, entry: _Running) -> None:
         # this job's own context: what is logged while the step runs carries its ids
-        bind_log_fields(**_log_fields(entry.task))
+        bind_log_fields(functools.partial(_log_fields, entry.task))
         span = None if self._tracer is None else self._tracer.start(entry.task)
         try:
             entry.result = await self._runner.run(entry.task, cancelled=entry.cancelled)
@@ -374,11 +374,13 @@ class Executor:
 
 def _log_fields(task: TaskMessage) -> dict[str, object]:
     """The structured-log fields of a task (see ``magicflow.logs``)."""
-    return {
+    fields: dict[str, object] = {
         "execution_id": task.execution_id,
         "workflow": task.workflow_id,
         "step_id": task.step_id,
         "attempt": task.attempt,
-        "item_index": task.item_index,
         "task_id": task.id,
     }
+    if task.item_index is not None:
+        fields["item_index"] = task.item_index
+    return fields
