@@ -1,6 +1,6 @@
 """HTTP benchmark: ``magic-flow server`` under 200 concurrent clients.
 
-Run: ``python bench/bench_http.py`` (about 20 s; ``--clients``, ``--duration``, ``--processes``).
+Run: ``python -m bench.bench_http`` (about 20 s; ``--clients``, ``--duration``, ``--processes``).
 It starts ``magic-flow server`` on a free loopback port (a temporary SQLite store, an in-process
 executor with a trivial function, an admin key made by ``magic-flow keys create``), registers
 a one-step workflow, then runs the clients for a bounded time: each starts an execution
@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import multiprocessing
 import os
 import platform
@@ -29,10 +30,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+
+from bench.http_client import HttpError, RawClient
 
 TARGET_P99_MS = {"start": 100.0, "get": 50.0}
 WORKFLOW = """\
@@ -104,29 +108,37 @@ def wait_live(process: subprocess.Popen[bytes], url: str) -> None:
         time.sleep(0.05)
 
 
-async def one_client(http: httpx.AsyncClient, until: float, sample: Sample) -> None:
-    start_path = "/api/v1/workflows/bench-http/executions"
+START_PATH = "/api/v1/workflows/bench-http/executions"
+START_BODY = json.dumps({"input": {"n": 1}}).encode()
+
+
+async def one_client(
+    send: Callable[[str, str, bytes | None], Awaitable[tuple[int, bytes]]],
+    until: float,
+    sample: Sample,
+) -> None:
+    """Start an execution, read it back, again and again until ``until``."""
     while time.monotonic() < until:
         began = time.perf_counter()
         try:
-            response = await http.post(start_path, json={"input": {"n": 1}})
-        except httpx.HTTPError as exc:
-            _error(sample, "start", type(exc).__name__)
+            status, body = await send("POST", START_PATH, START_BODY)
+        except (HttpError, httpx.HTTPError) as exc:
+            _error(sample, "start", str(exc) or type(exc).__name__)
             continue
         took = time.perf_counter() - began
-        if response.status_code != 201:
-            _error(sample, "start", str(response.status_code))
+        if status != 201:
+            _error(sample, "start", str(status))
             continue
         sample.latencies["start"].append(took)
-        execution_id = response.json()["execution_id"]
+        execution_id = json.loads(body)["execution_id"]
         began = time.perf_counter()
         try:
-            got = await http.get(f"/api/v1/executions/{execution_id}")
-        except httpx.HTTPError as exc:
-            _error(sample, "get", type(exc).__name__)
+            status, body = await send("GET", f"/api/v1/executions/{execution_id}", None)
+        except (HttpError, httpx.HTTPError) as exc:
+            _error(sample, "get", str(exc) or type(exc).__name__)
             continue
-        if got.status_code != 200:
-            _error(sample, "get", str(got.status_code))
+        if status != 200:
+            _error(sample, "get", str(status))
             continue
         sample.latencies["get"].append(time.perf_counter() - began)
 
@@ -136,11 +148,28 @@ def _error(sample: Sample, endpoint: str, what: str) -> None:
     sample.errors[key] = sample.errors.get(key, 0) + 1
 
 
-async def drive(url: str, key: str, clients: int, duration: float) -> Sample:
-    """``clients`` httpx clients (one connection each), made before the clock starts (each
-    would otherwise load the CA bundle, ~50 ms of CPU, inside the measured window)."""
+async def drive(url: str, key: str, clients: int, duration: float, client: str) -> Sample:
+    """``clients`` clients, one connection each, all made before the clock starts."""
+    if client == "httpx":
+        return await _drive_httpx(url, key, clients, duration)
     sample = Sample()
-    headers = {"Authorization": f"Bearer {key}"}
+    raws = [RawClient(url, key) for _ in range(clients)]
+    try:
+        until = time.monotonic() + duration
+        async with asyncio.TaskGroup() as group:
+            for raw in raws:
+                group.create_task(one_client(raw.request, until, sample))
+    finally:
+        for raw in raws:
+            await raw.close()
+    return sample
+
+
+async def _drive_httpx(url: str, key: str, clients: int, duration: float) -> Sample:
+    """As ``drive``, with httpx clients (each would load the CA bundle, ~50 ms of CPU, inside
+    the measured window if it were made there)."""
+    sample = Sample()
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
     limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
     tls = ssl.create_default_context()  # unused on http://, shared so it is made once
     async with contextlib.AsyncExitStack() as stack:
@@ -152,15 +181,23 @@ async def drive(url: str, key: str, clients: int, duration: float) -> Sample:
             )
             for _ in range(clients)
         ]
+
+        def sender(http: httpx.AsyncClient) -> Callable[..., Awaitable[tuple[int, bytes]]]:
+            async def send(method: str, path: str, body: bytes | None) -> tuple[int, bytes]:
+                response = await http.request(method, path, content=body)
+                return response.status_code, response.content
+
+            return send
+
         until = time.monotonic() + duration
         async with asyncio.TaskGroup() as group:
             for http in https:
-                group.create_task(one_client(http, until, sample))
+                group.create_task(one_client(sender(http), until, sample))
     return sample
 
 
-def load_process(url: str, key: str, clients: int, duration: float) -> Sample:
-    return asyncio.run(drive(url, key, clients, duration))
+def load_process(url: str, key: str, clients: int, duration: float, client: str) -> Sample:
+    return asyncio.run(drive(url, key, clients, duration, client))
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -170,7 +207,16 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def report(samples: list[Sample], duration: float, clients: int) -> bool:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far (Linux ``/proc``; NaN elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def report(samples: list[Sample], duration: float, clients: int, server_cpu: float) -> bool:
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     print(
         f"magic-flow server (SQLite + memory broker + in-process executor), "
@@ -198,7 +244,11 @@ def report(samples: list[Sample], duration: float, clients: int) -> bool:
     for s in samples:
         for what, count in s.errors.items():
             errors[what] = errors.get(what, 0) + count
-    print(f"all requests: {total / duration:,.0f} req/s; errors: {errors or 'none'}")
+    per_request = server_cpu * 1000 / max(total, 1)
+    print(
+        f"all requests: {total / duration:,.0f} req/s; server CPU {per_request:.2f} ms per request"
+        f" (busy {server_cpu / duration:.0%} of a core); errors: {errors or 'none'}"
+    )
     return ok and not errors
 
 
@@ -207,6 +257,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=200)
     parser.add_argument("--duration", type=float, default=15.0, help="seconds of load")
     parser.add_argument("--processes", type=int, default=1, help="load generator processes")
+    parser.add_argument(
+        "--client",
+        choices=["raw", "httpx"],
+        default="raw",
+        help="raw: a minimal keep-alive client (little CPU); httpx: a real-world client",
+    )
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-http-") as tmp:
         workdir = Path(tmp)
@@ -220,17 +276,20 @@ def main(argv: list[str] | None = None) -> int:
             headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/yaml"}
             registered = httpx.post(f"{url}/api/v1/workflows", content=WORKFLOW, headers=headers)
             registered.raise_for_status()
-            asyncio.run(drive(url, key, 10, 1.0))  # warm up: connections, caches
+            asyncio.run(drive(url, key, 10, 1.0, args.client))  # warm up: connections, caches
+            cpu_before = cpu_seconds(server.pid)
             per_process = [args.clients // args.processes] * args.processes
             per_process[0] += args.clients - sum(per_process)
             if args.processes == 1:
-                samples = [load_process(url, key, args.clients, args.duration)]
+                samples = [load_process(url, key, args.clients, args.duration, args.client)]
             else:
                 with multiprocessing.get_context("spawn").Pool(args.processes) as pool:
                     samples = pool.starmap(
-                        load_process, [(url, key, n, args.duration) for n in per_process]
+                        load_process,
+                        [(url, key, n, args.duration, args.client) for n in per_process],
                     )
-            ok = report(samples, args.duration, args.clients)
+            server_cpu = cpu_seconds(server.pid) - cpu_before
+            ok = report(samples, args.duration, args.clients, server_cpu)
         finally:
             server.send_signal(signal.SIGTERM)
             try:
