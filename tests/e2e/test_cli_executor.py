@@ -20,6 +20,10 @@ import pytest
 
 from magicflow.brokers import broker_from_url
 
+from ..tansu import kafka_url
+
+__all__ = ["kafka_url"]  # a fixture
+
 pytestmark = pytest.mark.services
 
 BROKERS = {
@@ -72,8 +76,10 @@ def _env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
-@pytest.fixture(params=list(BROKERS))
+@pytest.fixture(params=[*BROKERS, "kafka"])
 def broker_url(request: pytest.FixtureRequest) -> str:
+    if request.param == "kafka":  # a server the tests start
+        return str(request.getfixturevalue("kafka_url"))
     return BROKERS[str(request.param)]
 
 
