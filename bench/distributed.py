@@ -9,8 +9,9 @@ servers before the workloads: the latency of committing one transition (a one-st
 start) and of delivering one message (publish on one connection, receive on another).
 
 Servers: ``MAGICFLOW_BENCH_POSTGRESQL_URL``, ``_REDIS_URL``, ``_AMQP_URL``, ``_NATS_URL``
-(loopback defaults). ``--store URL --broker URL`` measures one pair of your own (the store and
-the broker's queues are then left in place).
+(loopback defaults), ``_KAFKA_URL`` (default: a Tansu server started here, in-memory storage).
+``--store URL --broker URL`` measures one pair of your own (the store and the broker's queues
+are then left in place).
 """
 
 from __future__ import annotations
@@ -26,10 +27,11 @@ import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.bench_broker import kafka_server
 from bench.bench_store import _completes, _creates
 from bench.workloads import Results, Row, percentile, register_workloads, run_workloads
 from magicflow.brokers import RESULTS_QUEUE, broker_from_url
@@ -43,6 +45,7 @@ SERVERS = {
     "redis": os.environ.get("MAGICFLOW_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"),
     "rabbitmq": os.environ.get("MAGICFLOW_BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"),
     "nats": os.environ.get("MAGICFLOW_BENCH_NATS_URL", "nats://127.0.0.1:4222"),
+    "kafka": "",  # MAGICFLOW_BENCH_KAFKA_URL or a Tansu started for the run: see run_pairs
 }
 # column title -> (store server, broker server): adding a pair is one line here
 PAIRS = {
@@ -50,6 +53,7 @@ PAIRS = {
     "PG+Redis": ("postgresql", "redis"),
     "Redis+Redis": ("redis", "redis"),
     "PG+NATS": ("postgresql", "nats"),
+    "PG+Kafka": ("postgresql", "kafka"),
 }
 # (workload, measure) -> the seed's target, shown in the last column
 TARGETS = {
@@ -149,7 +153,8 @@ async def delivery_latencies(url: str, samples: int) -> list[float]:
     await sender.connect()
     await receiver.connect()
     try:
-        await receiver.ack(await receiver.receive("latency", 1, 0.1))  # the consumer exists
+        await sender.publish("latency", [b"set-up"])  # the consumer exists (a Kafka one has
+        await receiver.ack(await receiver.receive("latency", 1, 30.0))  # joined its group)
         took: list[float] = []
         for n in range(samples):
             began = time.perf_counter()
@@ -235,9 +240,15 @@ async def run_pairs(
     pairs: dict[str, tuple[str, str]], *, w1: int, w2: int, w4: int, samples: int
 ) -> dict[str, Results]:
     measured: dict[str, Results] = {}
-    for title, (store_kind, broker_kind) in pairs.items():
-        async with isolated(title, store_kind, broker_kind) as pair:
-            measured[title] = await _bounded(pair, w1=w1, w2=w2, w4=w4, samples=samples)
+    kafka = any(broker == "kafka" for _, broker in pairs.values())
+    async with kafka_server() if kafka else nullcontext(None) as kafka_url:
+        if kafka:
+            if kafka_url is None:
+                raise RuntimeError("no Kafka server: set MAGICFLOW_BENCH_KAFKA_URL")
+            SERVERS["kafka"] = kafka_url
+        for title, (store_kind, broker_kind) in pairs.items():
+            async with isolated(title, store_kind, broker_kind) as pair:
+                measured[title] = await _bounded(pair, w1=w1, w2=w2, w4=w4, samples=samples)
     return measured
 
 
