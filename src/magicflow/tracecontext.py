@@ -59,3 +59,15 @@ def traceparent(execution_id: str) -> str:
     """The W3C ``traceparent`` whose parent is the execution's span (sampled)."""
     trace, span = _ids(execution_id)
     return f"00-{trace}-{span}-01"
+
+
+def parse_traceparent(header: str) -> tuple[int, int] | None:
+    """(trace id, parent span id) of a W3C ``traceparent``; None if it is not one."""
+    parts = header.split("-")
+    if len(parts) < 4 or len(parts[1]) != 32 or len(parts[2]) != 16 or parts[0] == "ff":
+        return None
+    try:
+        trace, span = int(parts[1], 16), int(parts[2], 16)
+    except ValueError:
+        return None
+    return (trace, span) if trace and span else None

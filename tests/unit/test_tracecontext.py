@@ -5,7 +5,13 @@ from __future__ import annotations
 
 import re
 
-from magicflow.tracecontext import root_execution_id, span_id, trace_id, traceparent
+from magicflow.tracecontext import (
+    parse_traceparent,
+    root_execution_id,
+    span_id,
+    trace_id,
+    traceparent,
+)
 
 TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-01$")
 
@@ -33,3 +39,16 @@ def test_a_sub_workflow_shares_its_parents_trace_but_has_its_own_span() -> None:
     assert root_execution_id(grandchild) == "01PARENT"
     assert trace_id(child) == trace_id(grandchild) == trace_id("01PARENT")
     assert len({span_id("01PARENT"), span_id(child), span_id(grandchild)}) == 3
+
+
+def test_parse_traceparent_reads_ours_and_refuses_what_is_not_one() -> None:
+    assert parse_traceparent(traceparent("ex1")) == (trace_id("ex1"), span_id("ex1"))
+    valid = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    assert parse_traceparent(valid) == (0x0AF7651916CD43DD8448EB211C80319C, 0xB7AD6B7169203331)
+    for bad in (
+        "",
+        "00-abc",
+        valid.replace("0af7", "zzzz"),
+        "00-" + "0" * 32 + "-b7ad6b7169203331-01",
+    ):
+        assert parse_traceparent(bad) is None

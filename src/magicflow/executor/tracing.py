@@ -10,13 +10,12 @@ from __future__ import annotations
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.util.types import AttributeValue
 
 from magicflow.messages import ResultMessage, TaskMessage
-from magicflow.tracecontext import TRACEPARENT, traceparent
+from magicflow.tracecontext import TRACEPARENT, parse_traceparent, traceparent
 
-_propagator = TraceContextTextMapPropagator()
+_SAMPLED = trace.TraceFlags(trace.TraceFlags.SAMPLED)
 
 
 class AttemptSpan:
@@ -25,10 +24,15 @@ class AttemptSpan:
     __slots__ = ("_span", "_token")
 
     def __init__(self, tracer: trace.Tracer, task: TaskMessage, executor_id: str) -> None:
-        carrier = task.context
-        if TRACEPARENT not in carrier:  # a message from an older service
-            carrier = {TRACEPARENT: traceparent(task.execution_id)}
-        parent = _propagator.extract(carrier)
+        header = task.context.get(TRACEPARENT)
+        # absent (a message from an older service) or unreadable: derived from the id again
+        ids = parse_traceparent(header) if isinstance(header, str) else None
+        trace_id, span_id = ids or parse_traceparent(traceparent(task.execution_id)) or (1, 1)
+        parent = trace.set_span_in_context(
+            trace.NonRecordingSpan(
+                trace.SpanContext(trace_id, span_id, is_remote=True, trace_flags=_SAMPLED)
+            )
+        )
         attributes: dict[str, AttributeValue] = {
             "magicflow.execution_id": task.execution_id,
             "magicflow.workflow": task.workflow_id,

@@ -30,7 +30,7 @@ async def test_the_attempt_span_is_a_child_of_the_messages_traceparent() -> None
     registry.register("works", lambda ctx: None)
     broker = MemoryBroker()
     carried = make_task("fails", context={"traceparent": PARENT}, item_index=2, attempt=3)
-    derived = make_task("works")  # no header (an older service): derived from the id
+    derived = make_task("works", context={"traceparent": "garbage"})  # derived from the id
     async with Executor(broker, registry, tracer_provider=provider, executor_id="ex-1"):
         await broker.publish("default", [encode(carried), encode(derived)])
         await collect_results(broker, 2)
