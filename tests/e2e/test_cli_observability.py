@@ -5,6 +5,7 @@ endpoint (a small collector here) in one trace per execution."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -12,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -21,9 +23,13 @@ import httpx
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from magicflow.brokers import broker_from_url
+from magicflow.brokers.base import RESULTS_QUEUE
 from magicflow.tracecontext import span_id, trace_id
 
 from .test_cli_server import free_port
+
+REDIS = os.environ.get("MAGICFLOW_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 WORKFLOW = """\
 name: observed
@@ -214,3 +220,54 @@ def test_server_json_logs_and_traces(project: Path, collector: Collector) -> Non
     [root] = collector.named("execution observed")
     assert root[1:5] == (trace_id(execution_id), span_id(execution_id), None, "flows-api")
     assert {s[3] for s in collector.named("step second")} == {span_id(execution_id)}
+
+
+@pytest.mark.services
+@pytest.mark.slow
+def test_an_executor_process_joins_the_trace_through_redis(
+    project: Path, collector: Collector
+) -> None:
+    """Two processes, two tracer providers: the executor's attempt spans find the execution's
+    span (made by `run`) through the task messages alone; the executor logs JSON."""
+    namespace = f"otel-{uuid.uuid4().hex[:10]}"
+    broker = f"{REDIS}?namespace={namespace}"
+    env = _env(OTEL_EXPORTER_OTLP_ENDPOINT=collector.url, OTEL_BSP_SCHEDULE_DELAY="100")
+    executor = subprocess.Popen(
+        [sys.executable, "-m", "magicflow", "executor", "--handlers", "handlers.py",
+         "--broker", broker, "--log-format", "json"],
+        cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "magicflow", "run", "workflow.yaml", "--no-local-executor",
+             "--broker", broker, "--output", "json"],
+            cwd=project, env=env, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    finally:
+        executor.send_signal(signal.SIGTERM)
+        _, executor_log = executor.communicate(timeout=30)
+        asyncio.run(_delete_queues(broker))
+    assert done.returncode == 0, done.stderr
+    execution_id = json.loads(done.stdout)["execution_id"]
+    assert executor.returncode == 0, executor_log
+    lines = [json.loads(line) for line in executor_log.splitlines()]
+    [hello] = [line for line in lines if line["message"] == "hello from second"]
+    assert (hello["execution_id"], hello["step_id"]) == (execution_id, "second")
+
+    [root] = collector.named("execution observed")
+    assert root[1:5] == (trace_id(execution_id), span_id(execution_id), None, "magicflow-run")
+    steps = collector.named("step first") + collector.named("step second")
+    assert {(s[1], s[3], s[4]) for s in steps} == {
+        (trace_id(execution_id), span_id(execution_id), "magicflow-executor")
+    }
+    assert len(steps) == 2
+
+
+async def _delete_queues(url: str) -> None:
+    broker = broker_from_url(url)
+    await broker.connect()
+    try:
+        for queue in ("default", RESULTS_QUEUE):
+            await broker.delete_queue(queue)  # type: ignore[attr-defined]
+    finally:
+        await broker.close()

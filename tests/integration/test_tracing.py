@@ -193,6 +193,44 @@ async def test_a_failed_execution_has_an_error_span(spans: Spans, tmp_path: Path
         assert _parent_id(step) == _ctx(root).span_id
 
 
+async def test_a_retried_execution_adds_a_run_span_under_its_span(
+    spans: Spans, tmp_path: Path
+) -> None:
+    healthy = False
+
+    def sometimes(ctx: magicflow.StepContext) -> str:
+        if not healthy:
+            raise magicflow.NonRetryableError("down")
+        return "up"
+
+    registry = Registry()
+    registry.register("boom", sometimes)
+    async with magicflow.Engine(
+        store=f"sqlite:///{tmp_path / 'x.db'}", registry=registry, tracer_provider=spans.provider
+    ) as engine:
+        await engine.register(compile_workflow(BROKEN, "x.yaml"))
+        failed = await engine.run("broken", {}, timeout=30)
+        healthy = True
+        await engine.retry(failed["execution_id"])
+        again = await engine.wait(failed["execution_id"], timeout=30)
+    assert (failed["status"], again["status"]) == ("failed", "completed")
+    eid = failed["execution_id"]
+    root = spans.one("execution broken")
+    assert _ctx(root).span_id == span_id(eid)
+    assert root.status.status_code is trace.StatusCode.ERROR
+    rerun = spans.one("execution broken (retry)")
+    assert _ctx(rerun).trace_id == trace_id(eid)
+    assert _parent_id(rerun) == span_id(eid)
+    assert rerun.status.status_code is trace.StatusCode.UNSET
+    assert [e.name for e in rerun.events][0] == "execution.retried"
+    attempts = spans.named("step only")
+    assert [s.status.status_code for s in sorted(attempts, key=lambda s: s.start_time or 0)] == [
+        trace.StatusCode.ERROR,
+        trace.StatusCode.UNSET,
+    ]
+    assert {_parent_id(s) for s in attempts} == {span_id(eid)}
+
+
 @pytest.mark.services
 async def test_the_context_crosses_a_real_broker(spans: Spans, tmp_path: Path) -> None:
     """The service and the executor have a tracer provider each (as two processes would);
