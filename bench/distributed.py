@@ -35,6 +35,7 @@ from bench.bench_broker import kafka_server
 from bench.bench_store import _completes, _creates
 from bench.workloads import Results, Row, percentile, register_workloads, run_workloads
 from magicflow.brokers import RESULTS_QUEUE, broker_from_url
+from magicflow.engine.partitions import DEFAULT_PARTITIONS, results_queue
 from magicflow.service.engine import Engine
 from magicflow.stores import store_from_url
 
@@ -71,7 +72,8 @@ async def noop(ctx):
     return {"ok": True}
 """
 LATENCY_SAMPLES = 200
-QUEUES = ("default", RESULTS_QUEUE, "latency")
+# every queue a run may use: tasks, results (one queue per partition when the store has leases)
+QUEUES = ("default", "latency", RESULTS_QUEUE, *map(results_queue, range(DEFAULT_PARTITIONS)))
 
 
 @dataclass
@@ -79,6 +81,7 @@ class Pair:
     title: str
     store: str
     broker: str
+    tag: str = ""  # the schema, key prefix and namespace made for the run ("": the user's own)
 
 
 @asynccontextmanager
@@ -91,10 +94,12 @@ async def isolated(title: str, store_kind: str, broker_kind: str) -> AsyncIterat
         store = f"{SERVERS[store_kind]}?prefix={tag}:"
     broker = f"{SERVERS[broker_kind]}?namespace={tag}"
     try:
-        yield Pair(title, store, broker)
+        yield Pair(title, store, broker, tag)
     finally:
-        await _drop_queues(broker)
-        await _drop_store(store_kind, tag)
+        try:
+            await _drop_queues(broker)
+        finally:
+            await _drop_store(store_kind, tag)
 
 
 async def _drop_queues(url: str) -> None:
