@@ -245,16 +245,23 @@ async def run_pairs(
     pairs: dict[str, tuple[str, str]], *, w1: int, w2: int, w4: int, samples: int
 ) -> dict[str, Results]:
     measured: dict[str, Results] = {}
+    async with servers_for(pairs):
+        for title, (store_kind, broker_kind) in pairs.items():
+            async with isolated(title, store_kind, broker_kind) as pair:
+                measured[title] = await _bounded(pair, w1=w1, w2=w2, w4=w4, samples=samples)
+    return measured
+
+
+@asynccontextmanager
+async def servers_for(pairs: dict[str, tuple[str, str]]) -> AsyncIterator[None]:
+    """Servers the pairs need that are not always there (Kafka: a Tansu for the run)."""
     kafka = any(broker == "kafka" for _, broker in pairs.values())
     async with kafka_server() if kafka else nullcontext(None) as kafka_url:
         if kafka:
             if kafka_url is None:
                 raise RuntimeError("no Kafka server: set MAGICFLOW_BENCH_KAFKA_URL")
             SERVERS["kafka"] = kafka_url
-        for title, (store_kind, broker_kind) in pairs.items():
-            async with isolated(title, store_kind, broker_kind) as pair:
-                measured[title] = await _bounded(pair, w1=w1, w2=w2, w4=w4, samples=samples)
-    return measured
+        yield
 
 
 async def _bounded(pair: Pair, **counts: int) -> Results:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncpg  # type: ignore[import-untyped]
 import pytest
 import redis.asyncio as aioredis
-from bench.distributed import PAIRS, SERVERS, TARGETS, isolated, measure, table
+from bench.distributed import PAIRS, SERVERS, TARGETS, isolated, measure, servers_for, table
 from bench.workloads import Results
 
 pytestmark = pytest.mark.services
@@ -31,10 +31,12 @@ async def _leftovers(tag: str) -> list[str]:
 
 async def test_every_pair_runs_and_cleans_up() -> None:
     measured: dict[str, Results] = {}
-    for title, (store, broker) in PAIRS.items():
-        async with isolated(title, store, broker) as pair:
-            measured[title] = await measure(pair, w1=20, w2=3, w4=3, samples=10)
-        assert await _leftovers(pair.tag) == [], title
+    async with servers_for(PAIRS):
+        for title, (store, broker) in PAIRS.items():
+            async with isolated(title, store, broker) as pair:
+                measured[title] = await measure(pair, w1=20, w2=3, w4=3, samples=10)
+            assert await _leftovers(pair.tag) == [], title
+    for title in PAIRS:
         values = {(row.workload, row.measure): row.value for row in measured[title].rows}
         assert values[("W1", "20 one-step workflows")] > 0, title
         assert values[("W2", "steps per executor")] > 0, title
