@@ -222,7 +222,7 @@ async def test_a_retried_execution_adds_a_run_span_under_its_span(
     assert _ctx(rerun).trace_id == trace_id(eid)
     assert _parent_id(rerun) == span_id(eid)
     assert rerun.status.status_code is trace.StatusCode.UNSET
-    assert [e.name for e in rerun.events][0] == "execution.retried"
+    assert rerun.events[0].name == "execution.retried"
     attempts = spans.named("step only")
     assert [s.status.status_code for s in sorted(attempts, key=lambda s: s.start_time or 0)] == [
         trace.StatusCode.ERROR,
