@@ -21,6 +21,7 @@ from magicflow.brokers import broker_from_url
 from magicflow.brokers.base import RESULTS_QUEUE
 from magicflow.dsl import compile_workflow
 from magicflow.executor import Executor, Registry
+from magicflow.service import Engine
 from magicflow.tracecontext import span_id, trace_id
 
 REDIS = os.environ.get("MAGICFLOW_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -116,12 +117,17 @@ def _parent_id(span: ReadableSpan) -> int | None:
     return None if span.parent is None else span.parent.span_id
 
 
-async def test_one_trace_per_execution_a_span_per_attempt(spans: Spans, tmp_path: Path) -> None:
-    async with magicflow.Engine(
+def traced_engine(spans: Spans, tmp_path: Path, registry: Registry | None = None) -> Engine:
+    """An embedded engine (SQLite, in-process broker and executor) tracing to ``spans``."""
+    return magicflow.Engine(
         store=f"sqlite:///{tmp_path / 'x.db'}",
-        registry=registry_for(spans.provider),
+        registry=registry or registry_for(spans.provider),
         tracer_provider=spans.provider,
-    ) as engine:
+    )
+
+
+async def test_one_trace_per_execution_a_span_per_attempt(spans: Spans, tmp_path: Path) -> None:
+    async with traced_engine(spans, tmp_path) as engine:
         for text in (CHILD, TRACED):
             await engine.register(compile_workflow(text, "x.yaml"))
         result = await engine.run("traced", {}, timeout=30)
@@ -175,11 +181,7 @@ async def test_one_trace_per_execution_a_span_per_attempt(spans: Spans, tmp_path
 
 
 async def test_a_failed_execution_has_an_error_span(spans: Spans, tmp_path: Path) -> None:
-    async with magicflow.Engine(
-        store=f"sqlite:///{tmp_path / 'x.db'}",
-        registry=registry_for(spans.provider),
-        tracer_provider=spans.provider,
-    ) as engine:
+    async with traced_engine(spans, tmp_path) as engine:
         await engine.register(compile_workflow(BROKEN, "x.yaml"))
         result = await engine.run("broken", {}, timeout=30)
     assert result["status"] == "failed"
@@ -205,9 +207,7 @@ async def test_a_retried_execution_adds_a_run_span_under_its_span(
 
     registry = Registry()
     registry.register("boom", sometimes)
-    async with magicflow.Engine(
-        store=f"sqlite:///{tmp_path / 'x.db'}", registry=registry, tracer_provider=spans.provider
-    ) as engine:
+    async with traced_engine(spans, tmp_path, registry) as engine:
         await engine.register(compile_workflow(BROKEN, "x.yaml"))
         failed = await engine.run("broken", {}, timeout=30)
         healthy = True
