@@ -35,8 +35,13 @@ Fields = Mapping[str, Any]
 _bound: ContextVar[Fields | Callable[[], Fields] | None] = ContextVar(
     "magicflow_log_fields", default=None
 )
-# what every LogRecord has: the rest of its attributes came from ``extra``
-_STANDARD: Final = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+# what every LogRecord has: the rest of its attributes came from ``extra`` (but uvicorn's
+# ``color_message``, the message again with terminal colours)
+_STANDARD: Final = frozenset(logging.makeLogRecord({}).__dict__) | {
+    "message",
+    "asctime",
+    "color_message",
+}
 
 
 def bind(**fields: Any) -> None:

@@ -215,6 +215,7 @@ def test_server_json_logs_and_traces(project: Path, collector: Collector) -> Non
     assert process.returncode == 0, stderr
     lines = [json.loads(line) for line in stderr.splitlines()]  # every line is JSON
     assert any(line["logger"].startswith("uvicorn") for line in lines)
+    assert not any("color_message" in line for line in lines)
     [hello] = [line for line in lines if line["message"] == "hello from first"]
     assert hello["execution_id"] == execution_id
     [root] = collector.named("execution observed")
