@@ -19,9 +19,11 @@ from magicflow.stores import (
     ApiKeyRecord,
     DefinitionRecord,
     DeliveryRecord,
+    EventStreamRecord,
     ScheduleRecord,
     Store,
     Transition,
+    TriggerRecord,
     WebhookRecord,
     store_from_url,
 )
@@ -392,7 +394,7 @@ def test_an_unknown_scheme_is_a_configuration_error() -> None:
         store_from_url("mongodb://127.0.0.1")
 
 
-# ------------------------------------------------------------------ webhooks and schedules
+# ------------------------------------------------------------- subscriptions, triggers, schedules
 
 
 def delivery(delivery_id: str, webhook_id: str = "wh1", **kwargs: object) -> DeliveryRecord:
@@ -413,33 +415,73 @@ async def test_webhooks_are_saved_once_listed_oldest_first_and_deleted(store: St
     assert await store.list_webhooks() == [first]
 
 
-async def test_deliveries_are_deduplicated_by_id_and_come_due_in_order(store: Store) -> None:
+async def test_deliveries_are_deduplicated_by_id_and_claimed_in_order(store: Store) -> None:
     assert await store.enqueue_deliveries([]) == 0
     assert await store.enqueue_deliveries([delivery("d1", next_attempt=7.0), delivery("d2")]) == 2
     assert await store.enqueue_deliveries([delivery("d1", next_attempt=1.0), delivery("d3")]) == 1
-    assert [d.id for d in await store.due_deliveries(6.0, 10)] == ["d2", "d3"]
-    assert [d.id for d in await store.due_deliveries(7.0, 10)] == ["d2", "d3", "d1"]
-    assert [d.id for d in await store.due_deliveries(7.0, 1)] == ["d2"]
-    (d1,) = [d for d in await store.due_deliveries(7.0, 10) if d.id == "d1"]
-    assert d1 == delivery("d1", next_attempt=7.0)
+    assert [d.id for d in await store.claim_due_deliveries(6.0, 1, 30.0)] == ["d2"]
+    assert [d.id for d in await store.claim_due_deliveries(6.0, 10, 30.0)] == ["d3"]
+    assert await store.claim_due_deliveries(6.5, 10, 30.0) == []  # the others are leased
+    assert await store.claim_due_deliveries(7.0, 10, 30.0) == [delivery("d1", next_attempt=7.0)]
 
 
-async def test_a_recorded_attempt_replaces_the_delivery(store: Store) -> None:
+async def test_a_claimed_delivery_comes_due_again_when_its_lease_ends(store: Store) -> None:
+    await store.enqueue_deliveries([delivery("d1"), delivery("d2", next_attempt=6.0)])
+    assert [d.id for d in await store.claim_due_deliveries(6.0, 10, 10.0)] == ["d1", "d2"]
+    assert await store.claim_due_deliveries(15.9, 10, 10.0) == []
+    again = await store.claim_due_deliveries(16.0, 10, 10.0)
+    assert again == [delivery("d1"), delivery("d2", next_attempt=6.0)]  # records unchanged
+
+
+async def test_a_recorded_attempt_replaces_the_delivery_and_ends_its_lease(store: Store) -> None:
     await store.enqueue_deliveries([delivery("d1"), delivery("d2", created_at=2.0)])
+    assert len(await store.claim_due_deliveries(5.0, 10, 100.0)) == 2
     retry = replace(delivery("d1"), attempts=1, next_attempt=9.0, last_status=500)
     await store.record_delivery_attempt(retry)
-    assert await store.due_deliveries(8.0, 10) == [delivery("d2", created_at=2.0)]
-    assert await store.due_deliveries(9.0, 10) == [delivery("d2", created_at=2.0), retry]
+    assert await store.claim_due_deliveries(8.0, 10, 100.0) == []
+    assert await store.claim_due_deliveries(9.0, 10, 100.0) == [retry]
     done = replace(retry, status="delivered", attempts=2, next_attempt=None, last_status=204)
     failed = replace(
         delivery("d2", created_at=2.0), status="failed", attempts=1, last_error="refused"
     )
     await store.record_delivery_attempt(done)
     await store.record_delivery_attempt(failed)
-    assert await store.due_deliveries(100.0, 10) == []
+    assert await store.claim_due_deliveries(1000.0, 10, 1.0) == []
     assert await store.list_deliveries("wh1") == [failed, done]
     assert await store.list_deliveries("wh1", limit=1) == [failed]
     assert await store.list_deliveries("other") == []
+
+
+async def test_event_streams_are_saved_once_listed_oldest_first_and_deleted(store: Store) -> None:
+    first = EventStreamRecord("es1", "events", ("*",), 2.0)
+    second = EventStreamRecord(
+        "es2", "orders.events", ("execution.failed",), 1.0, workflow="wf", broker="nats://h:4222"
+    )
+    await store.save_event_stream(first)
+    await store.save_event_stream(second)
+    with pytest.raises(ConflictError):
+        await store.save_event_stream(first)
+    assert await store.list_event_streams() == [second, first]
+    assert await store.delete_event_stream("es2") is True
+    assert await store.delete_event_stream("es2") is False
+    assert await store.list_event_streams() == [first]
+
+
+async def test_triggers_are_saved_once_listed_by_workflow_and_deleted(store: Store) -> None:
+    first = TriggerRecord("tr1", "wf", "orders", "message.order.id", 2.0)
+    second = TriggerRecord(
+        "tr2", "other", "payments", "key", 1.0, "message.payload", "amqp://h/", "1.0.0"
+    )
+    await store.save_trigger(first)
+    await store.save_trigger(second)
+    with pytest.raises(ConflictError):
+        await store.save_trigger(first)
+    assert await store.list_triggers() == [second, first]
+    assert await store.list_triggers("wf") == [first]
+    assert await store.list_triggers("nope") == []
+    assert await store.delete_trigger("tr2") is True
+    assert await store.delete_trigger("tr2") is False
+    assert await store.list_triggers() == [first]
 
 
 async def test_schedules_are_saved_once_listed_and_deleted(store: Store) -> None:

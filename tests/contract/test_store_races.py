@@ -1,5 +1,6 @@
 """Two store objects (two pools, as two service instances would have) on one database,
-committing the same creates at once: each execution is created once, the loser is told."""
+committing the same creates at once: each execution is created once, the loser is told; and
+claiming the same due deliveries at once: each delivery is taken by one of them."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from magicflow.stores import Store, Transition, store_from_url
+from magicflow.stores import DeliveryRecord, Store, Transition, store_from_url
 
 from ..service_stores import postgresql_url, redis_url
 
@@ -89,3 +90,22 @@ async def test_racing_idempotency_keys_start_one_execution(pair: list[Store]) ->
     assert len(winners) == 1
     assert await pair[0].find_idempotent("wf", "same") == f"x{winners[0]}"
     assert len(await pair[1].load_many([f"x{n}" for n in range(8)])) == 1
+
+
+async def test_racing_claims_never_take_a_delivery_twice(pair: list[Store]) -> None:
+    ids = [f"d{n:03d}" for n in range(200)]
+    await pair[0].enqueue_deliveries(
+        [DeliveryRecord(i, "wh", "execution.completed", b"{}", 1.0, next_attempt=1.0) for i in ids]
+    )
+
+    async def claimer(store: Store) -> list[str]:
+        taken: list[str] = []
+        while batch := await store.claim_due_deliveries(10.0, 7, 60.0):
+            taken += [d.id for d in batch]
+            await asyncio.sleep(0)
+        return taken
+
+    results = await asyncio.gather(*(claimer(store) for store in pair * 2))
+    claimed = [i for taken in results for i in taken]
+    assert sorted(claimed) == ids  # every delivery once, none twice
+    assert sum(1 for taken in results if taken) >= 2  # they really raced

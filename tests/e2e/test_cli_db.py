@@ -61,7 +61,7 @@ async def test_concurrent_upgrades_of_a_new_postgresql_schema_migrate_once() -> 
         finally:
             await conn.close()
         assert [row[0] for row in versions] == list(range(1, len(POSTGRESQL_MIGRATIONS) + 1))
-        assert tables == 14  # 13 tables and the version table
+        assert tables == 16  # 15 tables and the version table
 
 
 @pytest.mark.services

@@ -38,6 +38,22 @@ ENDPOINTS = [
     (ADMIN, "POST", "/api/v1/workflows", GREET),
     (ADMIN, "DELETE", "/api/v1/workflows/other", None),
     (ADMIN, "DELETE", "/api/v1/workflows/other/versions/1.0.0", None),
+    (ADMIN, "POST", "/api/v1/webhooks", {"url": "http://127.0.0.1:9/", "events": ["*"]}),
+    (ADMIN, "GET", "/api/v1/webhooks", None),
+    (ADMIN, "DELETE", "/api/v1/webhooks/wh_x", None),
+    (ADMIN, "GET", "/api/v1/webhooks/wh_x/deliveries", None),
+    (ADMIN, "POST", "/api/v1/event-streams", {"queue": "q", "events": ["*"]}),
+    (ADMIN, "GET", "/api/v1/event-streams", None),
+    (ADMIN, "DELETE", "/api/v1/event-streams/es_x", None),
+    (ADMIN, "GET", "/api/v1/event-streams/es_x/deliveries", None),
+    (READ, "GET", "/api/v1/workflows/greet/schedules", None),
+    (OPERATE, "POST", "/api/v1/workflows/greet/schedules", {"cron": "0 0 * * *"}),
+    (OPERATE, "DELETE", "/api/v1/workflows/greet/schedules/sch_x", None),
+    (READ, "GET", "/api/v1/workflows/greet/triggers", None),
+    (READ, "GET", "/api/v1/triggers", None),
+    (READ, "GET", "/api/v1/triggers/tr_x", None),
+    (ADMIN, "POST", "/api/v1/workflows/greet/triggers", {"queue": "q", "idempotency_key": "key"}),
+    (ADMIN, "DELETE", "/api/v1/triggers/tr_x", None),
 ]
 MALFORMED = [
     "Bearer",
@@ -146,3 +162,29 @@ async def test_without_auth_everything_is_allowed(open_client: httpx.AsyncClient
     )
     assert started.status_code == 201
     assert (await open_client.delete("/api/v1/workflows/greet")).status_code == 200
+
+
+async def test_the_matrix_walks_every_operation_of_the_api(anonymous: httpx.AsyncClient) -> None:
+    paths = (await anonymous.get("/openapi.json")).json()["paths"]
+    documented = {
+        (method.upper(), template)
+        for template, operations in paths.items()
+        if template.startswith("/api/v1/")
+        for method in operations
+    }
+
+    def template_of(method: str, path: str) -> str:
+        parts = path.split("/")
+        (found,) = [
+            template
+            for verb, template in documented
+            if verb == method
+            and len(template.split("/")) == len(parts)
+            and all(
+                a == b or a.startswith("{") for a, b in zip(template.split("/"), parts, strict=True)
+            )
+        ]
+        return found
+
+    walked = {(method, template_of(method, path)) for _, method, path, _ in ENDPOINTS}
+    assert walked == documented

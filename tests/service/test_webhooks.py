@@ -19,7 +19,8 @@ import pytest
 from fastapi import FastAPI
 
 from magicflow.service import Engine
-from magicflow.service.webhooks import WebhookDeliverer, sign
+from magicflow.service.deliveries import Deliverer
+from magicflow.service.webhooks import sign
 from magicflow.stores.base import DeliveryRecord, WebhookRecord
 
 from .conftest import GREET, register, wait_status
@@ -84,8 +85,8 @@ def receiver() -> Iterator[Receiver]:
 
 
 @pytest.fixture
-async def deliverer(app: FastAPI) -> AsyncIterator[WebhookDeliverer]:
-    running: WebhookDeliverer = app.state.webhooks
+async def deliverer(app: FastAPI) -> AsyncIterator[Deliverer]:
+    running: Deliverer = app.state.deliverer
     running.poll, running.backoff = 0.05, 0.05
     async with running:
         yield running
@@ -114,7 +115,7 @@ async def subscribe(admin: httpx.AsyncClient, **body: Any) -> dict[str, Any]:
 
 
 async def test_deliveries_are_signed_and_carry_the_event(
-    admin: httpx.AsyncClient, receiver: Receiver, deliverer: WebhookDeliverer
+    admin: httpx.AsyncClient, receiver: Receiver, deliverer: Deliverer
 ) -> None:
     await register(admin, GREET)
     hook = await subscribe(admin, url=receiver.url, events=["execution.completed"])
@@ -136,7 +137,7 @@ async def test_deliveries_are_signed_and_carry_the_event(
 
 
 async def test_a_failing_receiver_is_retried_with_the_same_delivery_id(
-    admin: httpx.AsyncClient, receiver: Receiver, deliverer: WebhookDeliverer
+    admin: httpx.AsyncClient, receiver: Receiver, deliverer: Deliverer
 ) -> None:
     await register(admin, GREET)
     receiver.statuses = [500, 503]
@@ -167,7 +168,7 @@ async def test_a_failing_receiver_is_retried_with_the_same_delivery_id(
 
 
 async def test_a_receiver_that_never_answers_well_is_given_up(
-    admin: httpx.AsyncClient, receiver: Receiver, deliverer: WebhookDeliverer
+    admin: httpx.AsyncClient, receiver: Receiver, deliverer: Deliverer
 ) -> None:
     deliverer.max_attempts = 2
     await register(admin, GREET)
@@ -187,7 +188,7 @@ async def test_a_receiver_that_never_answers_well_is_given_up(
 
 
 async def test_only_matching_workflows_and_events_are_delivered(
-    admin: httpx.AsyncClient, receiver: Receiver, deliverer: WebhookDeliverer
+    admin: httpx.AsyncClient, receiver: Receiver, deliverer: Deliverer
 ) -> None:
     await register(admin, GREET)
     await subscribe(admin, url=receiver.url, events=["*"], workflow="other")
@@ -241,7 +242,7 @@ async def test_pending_deliveries_in_the_store_are_sent_after_a_restart(
     body = b'{"id": "dlv_1"}'
     pending = DeliveryRecord("dlv_1", "wh_1", "execution.completed", body, 1.0, next_attempt=1.0)
     await store.enqueue_deliveries([pending])
-    async with WebhookDeliverer(store, poll=0.05):
+    async with Deliverer(store, poll=0.05):
         async with asyncio.timeout(10):
             while True:
                 (entry,) = await store.list_deliveries("wh_1")
@@ -254,7 +255,7 @@ async def test_pending_deliveries_in_the_store_are_sent_after_a_restart(
 
 
 def test_backoff_doubles_up_to_its_cap_and_signatures_are_plain_hmac() -> None:
-    deliverer = WebhookDeliverer(store=None, backoff=1.0, max_backoff=5.0)  # type: ignore[arg-type]
+    deliverer = Deliverer(store=None, backoff=1.0, max_backoff=5.0)  # type: ignore[arg-type]
     assert [deliverer.retry_delay(n) for n in range(1, 6)] == [1.0, 2.0, 4.0, 5.0, 5.0]
     expected = hmac.new(b"secret", b"1700000000.{}", hashlib.sha256).hexdigest()
     assert sign("secret", "1700000000", b"{}") == f"sha256={expected}"

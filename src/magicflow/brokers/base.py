@@ -25,12 +25,14 @@ RESULTS_QUEUE = "magicflow.results"
 
 @dataclass(slots=True, eq=False)
 class Delivery:
-    """One received message. ``receipt`` is the backend's handle to acknowledge it."""
+    """One received message. ``receipt`` is the backend's handle to acknowledge it; ``key``
+    the message's key on brokers that have one (a Kafka record's key)."""
 
     queue: str
     body: bytes
     delivery_count: int
     receipt: object = field(default=None, repr=False)
+    key: bytes | None = None
 
 
 @runtime_checkable

@@ -161,6 +161,7 @@ class _Held:
     value: bytes
     count: int
     visible_at: float  # monotonic time after which it is handed out again
+    key: bytes | None = None  # the record's key
 
 
 @dataclass(slots=True, eq=False)
@@ -315,7 +316,7 @@ class _Queue(ConsumerRebalanceListener):  # type: ignore[misc]
                     held.count += 1
                     held.visible_at = now + self.broker.visibility_timeout
                     partition.dirty = True
-                    taken.append(Delivery(self.queue, held.value, held.count, held))
+                    taken.append(Delivery(self.queue, held.value, held.count, held, held.key))
                     if len(taken) >= limit:
                         return taken
         return taken
@@ -349,9 +350,10 @@ class _Queue(ConsumerRebalanceListener):  # type: ignore[misc]
                     record.value or b"",
                     (prior or 0) + 1,
                     now + self.broker.visibility_timeout,
+                    record.key,
                 )
                 partition.held[record.offset] = held
-                taken.append(Delivery(self.queue, held.value, held.count, held))
+                taken.append(Delivery(self.queue, held.value, held.count, held, held.key))
         return taken
 
     # ------------------------------------------------------------ settling and committing
@@ -637,7 +639,7 @@ class KafkaBroker:
                     await self.producer.send(
                         self.dead_topic(delivery.queue),
                         delivery.body,
-                        key=_key(delivery.body),
+                        key=_key(delivery.body) if delivery.key is None else delivery.key,
                         headers=headers,
                     )
                 )

@@ -1,5 +1,6 @@
-"""Webhooks and schedules in the service: ``install(app, engine)`` adds their routes and the
-background workers, which whoever runs the server enters (``async with running(app)``)."""
+"""Webhooks, event streams, triggers and schedules in the service: ``install(app, engine)``
+adds their routes and the background workers, which whoever runs the server enters
+(``async with running(app)``)."""
 
 from __future__ import annotations
 
@@ -9,23 +10,32 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from magicflow.service.broker_pool import BrokerPool
+from magicflow.service.deliveries import Deliverer
 from magicflow.service.engine import Engine
-from magicflow.service.routes import schedules, webhooks
+from magicflow.service.routes import event_streams, schedules, triggers, webhooks
 from magicflow.service.scheduler import Scheduler
-from magicflow.service.webhooks import WebhookDeliverer
+from magicflow.service.triggers import Triggers
 
 
 def install(app: FastAPI, engine: Engine, responses: dict[int | str, dict[str, Any]]) -> None:
-    deliverer = WebhookDeliverer(engine.store)
+    brokers = BrokerPool(engine.broker)
+    deliverer = Deliverer(engine.store, brokers)
     engine.driver.add_listener(deliverer.notify)
-    app.state.webhooks = deliverer
+    app.state.brokers = brokers
+    app.state.deliverer = deliverer
     app.state.scheduler = Scheduler(engine)
-    app.include_router(webhooks.router, prefix="/api/v1", responses=responses)
-    app.include_router(schedules.router, prefix="/api/v1", responses=responses)
+    app.state.triggers = Triggers(engine, brokers)
+    for module in (webhooks, event_streams, schedules, triggers):
+        app.include_router(module.router, prefix="/api/v1", responses=responses)
 
 
 @asynccontextmanager
 async def running(app: FastAPI) -> AsyncIterator[None]:
-    """Deliver webhooks and fire schedules while in the block."""
-    async with app.state.webhooks, app.state.scheduler:
-        yield
+    """Deliver webhooks and event streams, fire schedules, consume triggers while in the
+    block; then close the brokers they opened."""
+    try:
+        async with app.state.deliverer, app.state.scheduler, app.state.triggers:
+            yield
+    finally:
+        await app.state.brokers.close()

@@ -12,6 +12,7 @@ from magicflow.stores.base import (
     DefinitionRecord,
     DeliveryRecord,
     EventRecord,
+    EventStreamRecord,
     ExecutionPage,
     ExecutionRecord,
     OutboxMessage,
@@ -19,6 +20,7 @@ from magicflow.stores.base import (
     Store,
     TimerRecord,
     Transition,
+    TriggerRecord,
     WebhookRecord,
 )
 
@@ -28,6 +30,7 @@ __all__ = [
     "DefinitionRecord",
     "DeliveryRecord",
     "EventRecord",
+    "EventStreamRecord",
     "ExecutionPage",
     "ExecutionRecord",
     "OutboxMessage",
@@ -35,6 +38,7 @@ __all__ = [
     "Store",
     "TimerRecord",
     "Transition",
+    "TriggerRecord",
     "WebhookRecord",
     "store_from_url",
 ]

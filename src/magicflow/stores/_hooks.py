@@ -1,13 +1,21 @@
-"""How the durable backends store webhook subscriptions, deliveries and schedules: each
-record as JSON (msgspec), beside the few columns they index."""
+"""How the durable backends store webhook subscriptions, event streams, deliveries, triggers
+and schedules: each record as JSON (msgspec), beside the few columns they index."""
 
 from __future__ import annotations
 
 import msgspec
 
-from magicflow.stores.base import DeliveryRecord, ScheduleRecord, WebhookRecord
+from magicflow.stores.base import (
+    DeliveryRecord,
+    EventStreamRecord,
+    ScheduleRecord,
+    TriggerRecord,
+    WebhookRecord,
+)
 
 encode = msgspec.json.Encoder().encode
 decode_webhook = msgspec.json.Decoder(WebhookRecord).decode
 decode_delivery = msgspec.json.Decoder(DeliveryRecord).decode
 decode_schedule = msgspec.json.Decoder(ScheduleRecord).decode
+decode_event_stream = msgspec.json.Decoder(EventStreamRecord).decode
+decode_trigger = msgspec.json.Decoder(TriggerRecord).decode

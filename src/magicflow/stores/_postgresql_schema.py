@@ -134,6 +134,23 @@ MIGRATIONS: tuple[str, ...] = (
         seen DOUBLE PRECISION NOT NULL
     );
     """,
+    # 5: event streams (lifecycle events published to a broker) and event triggers
+    """
+    CREATE TABLE event_streams (
+        id TEXT PRIMARY KEY,
+        seq BIGINT GENERATED ALWAYS AS IDENTITY,
+        created_at DOUBLE PRECISION NOT NULL,
+        data BYTEA NOT NULL
+    );
+
+    CREATE TABLE triggers (
+        id TEXT PRIMARY KEY,
+        seq BIGINT GENERATED ALWAYS AS IDENTITY,
+        workflow TEXT NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL,
+        data BYTEA NOT NULL
+    );
+    """,
 )
 
 _LOCK = "SELECT pg_advisory_xact_lock(hashtext('magicflow.schema:' || $1))"

@@ -1,36 +1,51 @@
-"""The SQLite store's queries for webhooks, deliveries and schedules (each a function of a
-connection, run on the store's writer or reader thread)."""
+"""The SQLite store's queries for webhooks, event streams, deliveries, triggers and schedules
+(each a function of a connection, run on the store's writer or reader thread)."""
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
+from typing import Literal, TypeVar
 
-from magicflow.stores._hooks import decode_delivery, decode_schedule, decode_webhook, encode
-from magicflow.stores.base import DeliveryRecord, ScheduleRecord, WebhookRecord
+from magicflow.stores._hooks import decode_delivery, decode_schedule, encode
+from magicflow.stores.base import DeliveryRecord, ScheduleRecord
+
+T = TypeVar("T")
+
+# the tables of records kept as JSON: (id, [workflow,] created_at, [next_run,] data)
+Table = Literal["webhooks", "event_streams", "triggers", "schedules"]
 
 
 def _due(record: DeliveryRecord) -> float | None:
     return record.next_attempt if record.status == "pending" else None
 
 
-def save_webhook(conn: sqlite3.Connection, record: WebhookRecord) -> bool:
-    """False when the id is taken."""
+def insert(conn: sqlite3.Connection, table: Table, **columns: object) -> bool:
+    """Insert a row of a record table; False when its id is taken."""
+    names = ", ".join(columns)
+    marks = ", ".join("?" for _ in columns)
     cursor = conn.execute(
-        "INSERT INTO webhooks (id, created_at, data) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
-        (record.id, record.created_at, encode(record)),
+        f"INSERT INTO {table} ({names}) VALUES ({marks}) ON CONFLICT DO NOTHING",
+        tuple(columns.values()),
     )
     return cursor.rowcount > 0
 
 
-def list_webhooks(conn: sqlite3.Connection) -> list[WebhookRecord]:
-    rows = conn.execute("SELECT data FROM webhooks ORDER BY created_at, rowid")
-    return [decode_webhook(data) for (data,) in rows]
+def select(
+    conn: sqlite3.Connection,
+    table: Table,
+    decode: Callable[[bytes], T],
+    workflow: str | None = None,
+) -> list[T]:
+    """The records of a table (of ``workflow`` when given), oldest first."""
+    where, params = ("WHERE workflow = ?", (workflow,)) if workflow is not None else ("", ())
+    rows = conn.execute(f"SELECT data FROM {table} {where} ORDER BY created_at, rowid", params)
+    return [decode(data) for (data,) in rows]
 
 
-def delete_webhook(conn: sqlite3.Connection, webhook_id: str) -> bool:
-    return conn.execute("DELETE FROM webhooks WHERE id = ?", (webhook_id,)).rowcount > 0
+def delete(conn: sqlite3.Connection, table: Table, record_id: str) -> bool:
+    return conn.execute(f"DELETE FROM {table} WHERE id = ?", (record_id,)).rowcount > 0
 
 
 def enqueue_deliveries(conn: sqlite3.Connection, records: Sequence[DeliveryRecord]) -> int:
@@ -51,12 +66,27 @@ def enqueue_deliveries(conn: sqlite3.Connection, records: Sequence[DeliveryRecor
     return new
 
 
-def due_deliveries(conn: sqlite3.Connection, now: float, limit: int) -> list[DeliveryRecord]:
-    rows = conn.execute(
-        "SELECT data FROM deliveries WHERE due IS NOT NULL AND due <= ? ORDER BY due LIMIT ?",
-        (now, limit),
-    )
-    return [decode_delivery(data) for (data,) in rows]
+def claim_due_deliveries(
+    conn: sqlite3.Connection, now: float, limit: int, lease_seconds: float
+) -> list[DeliveryRecord]:
+    """Read the due deliveries and move their due time to the end of the lease, in one write
+    transaction (other processes wait for the lock)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        rows = conn.execute(
+            "SELECT id, data FROM deliveries WHERE due IS NOT NULL AND due <= ? "
+            "ORDER BY due, rowid LIMIT ?",
+            (now, limit),
+        ).fetchall()
+        conn.executemany(
+            "UPDATE deliveries SET due = ? WHERE id = ?",
+            [(now + lease_seconds, delivery_id) for delivery_id, _ in rows],
+        )
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return [decode_delivery(data) for _, data in rows]
 
 
 def record_delivery_attempt(conn: sqlite3.Connection, record: DeliveryRecord) -> None:
@@ -75,16 +105,6 @@ def list_deliveries(conn: sqlite3.Connection, webhook_id: str, limit: int) -> li
     return [decode_delivery(data) for (data,) in rows]
 
 
-def save_schedule(conn: sqlite3.Connection, record: ScheduleRecord) -> bool:
-    """False when the id is taken."""
-    cursor = conn.execute(
-        "INSERT INTO schedules (id, workflow, created_at, next_run, data) "
-        "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-        (record.id, record.workflow, record.created_at, record.next_run, encode(record)),
-    )
-    return cursor.rowcount > 0
-
-
 def list_schedules(conn: sqlite3.Connection, workflow: str | None) -> list[ScheduleRecord]:
     rows = conn.execute(
         "SELECT next_run, data FROM schedules WHERE ? IS NULL OR workflow = ? "
@@ -92,10 +112,6 @@ def list_schedules(conn: sqlite3.Connection, workflow: str | None) -> list[Sched
         (workflow, workflow),
     )
     return [replace(decode_schedule(data), next_run=next_run) for next_run, data in rows]
-
-
-def delete_schedule(conn: sqlite3.Connection, schedule_id: str) -> bool:
-    return conn.execute("DELETE FROM schedules WHERE id = ?", (schedule_id,)).rowcount > 0
 
 
 def advance_schedule(

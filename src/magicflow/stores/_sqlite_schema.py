@@ -115,6 +115,21 @@ MIGRATIONS: tuple[str, ...] = (
         data BLOB NOT NULL
     );
     """,
+    # 4: event streams (lifecycle events published to a broker) and event triggers
+    """
+    CREATE TABLE event_streams (
+        id TEXT PRIMARY KEY,
+        created_at REAL NOT NULL,
+        data BLOB NOT NULL
+    );
+
+    CREATE TABLE triggers (
+        id TEXT PRIMARY KEY,
+        workflow TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        data BLOB NOT NULL
+    );
+    """,
 )
 
 

@@ -26,10 +26,15 @@ Semantics every backend keeps (``tests/contract/test_store_contract.py`` checks 
   readable by exact version (``include_deleted``) so that running executions can finish.
 - API keys are stored by the sha256 of the key (never the key); ids and hashes are unique
   (saving either again is a ``ConflictError``). Revoking keeps the record (``revoked_at``).
-- Webhook subscriptions and schedules are saved once per id (again: ``ConflictError``).
-  Deliveries are keyed by their id: enqueueing an id already stored is ignored (the id is what
-  receivers deduplicate on). ``due_deliveries`` returns the pending ones whose
-  ``next_attempt`` has come; ``record_delivery_attempt`` replaces the stored delivery.
+- Webhook subscriptions, event streams, triggers and schedules are saved once per id (again:
+  ``ConflictError``). Deliveries (of webhooks and event streams alike) are keyed by their id:
+  enqueueing an id already stored is ignored (the id is what receivers deduplicate on).
+  ``claim_due_deliveries`` takes the pending ones whose next attempt has come, atomically:
+  each is leased to the caller for ``lease_seconds`` (its due time moves to the end of the
+  lease, the record itself is unchanged), so callers racing over one store, in any number of
+  processes, never take the same delivery twice; a delivery whose taker died comes due again
+  when its lease ends. ``record_delivery_attempt`` replaces the stored delivery (and ends
+  its lease).
   ``advance_schedule`` moves a schedule's next run only from the value the caller read (a
   compare-and-set, so two service instances advance a tick once).
 """
@@ -152,9 +157,24 @@ class WebhookRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class EventStreamRecord:
+    """A subscription: publish the lifecycle events ``events`` (kinds, or ``"*"``) of the
+    executions of ``workflow`` (every workflow when None) to ``queue`` on ``broker`` (a broker
+    URL; the service's own broker when None)."""
+
+    id: str
+    queue: str
+    events: tuple[str, ...]
+    created_at: float
+    workflow: str | None = None
+    broker: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class DeliveryRecord:
-    """One event for one webhook: its signed ``body`` and where its delivery stands. The id
-    stays the same across attempts (receivers deduplicate on it)."""
+    """One event for one subscription (a webhook or an event stream, ``webhook_id`` names
+    either): its ``body`` and where its delivery stands. The id stays the same across
+    attempts (receivers deduplicate on it)."""
 
     id: str
     webhook_id: str
@@ -181,6 +201,23 @@ class ScheduleRecord:
     version: str | None = None
     missed: str = "skip"  # skip | run_once
     enabled: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class TriggerRecord:
+    """Start an execution of ``workflow`` for each message on ``queue`` of ``broker`` (a
+    broker URL; the service's own broker when None). ``idempotency_key`` and ``input`` say
+    which part of the message they are: ``"key"`` (the broker's message key), ``"message"``
+    (the whole JSON message) or ``"message.a.b"`` (a field of it)."""
+
+    id: str
+    workflow: str
+    queue: str
+    idempotency_key: str
+    created_at: float
+    input: str = "message"
+    broker: str | None = None
+    version: str | None = None
 
 
 @dataclass(slots=True)
@@ -313,8 +350,13 @@ class Store(Protocol):
         """Store new deliveries (ids already stored are ignored); how many were new."""
         ...
 
-    async def due_deliveries(self, now: float, limit: int) -> list[DeliveryRecord]:
-        """Pending deliveries whose next attempt is at ``now`` or before, earliest first."""
+    async def claim_due_deliveries(
+        self, now: float, limit: int, lease_seconds: float
+    ) -> list[DeliveryRecord]:
+        """Take the pending deliveries due at ``now`` or before (at most ``limit``, earliest
+        first, those due at once in the order they were enqueued): each is due again only at
+        ``now + lease_seconds`` unless an attempt is recorded first. No two claims ever
+        return the same delivery within its lease."""
         ...
 
     async def record_delivery_attempt(self, record: DeliveryRecord) -> None:
@@ -324,6 +366,34 @@ class Store(Protocol):
 
     async def list_deliveries(self, webhook_id: str, limit: int = 100) -> list[DeliveryRecord]:
         """The deliveries of a subscription, newest first."""
+        ...
+
+    # -------------------------------------------------------------- event streams
+
+    async def save_event_stream(self, record: EventStreamRecord) -> None:
+        """Store a new event stream; ConflictError if its id is stored already."""
+        ...
+
+    async def list_event_streams(self) -> list[EventStreamRecord]:
+        """Every event stream, oldest first."""
+        ...
+
+    async def delete_event_stream(self, stream_id: str) -> bool:
+        """False if there is no such event stream (its deliveries stay readable)."""
+        ...
+
+    # -------------------------------------------------------------- triggers
+
+    async def save_trigger(self, record: TriggerRecord) -> None:
+        """Store a new trigger; ConflictError if its id is stored already."""
+        ...
+
+    async def list_triggers(self, workflow: str | None = None) -> list[TriggerRecord]:
+        """Triggers (of ``workflow``, or all), oldest first."""
+        ...
+
+    async def delete_trigger(self, trigger_id: str) -> bool:
+        """False if there is no such trigger."""
         ...
 
     # -------------------------------------------------------------- schedules

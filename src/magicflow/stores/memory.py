@@ -21,12 +21,14 @@ from magicflow.stores.base import (
     DefinitionRecord,
     DeliveryRecord,
     EventRecord,
+    EventStreamRecord,
     ExecutionPage,
     ExecutionRecord,
     OutboxMessage,
     ScheduleRecord,
     TimerRecord,
     Transition,
+    TriggerRecord,
     WebhookRecord,
     fair_share,
     latest,
@@ -53,6 +55,9 @@ class MemoryStore:
         self._api_keys: dict[str, ApiKeyRecord] = {}  # by id, in creation order
         self._webhooks: dict[str, WebhookRecord] = {}  # in creation order
         self._deliveries: dict[str, DeliveryRecord] = {}  # in creation order
+        self._claims: dict[str, float] = {}  # claimed delivery id -> due again at
+        self._streams: dict[str, EventStreamRecord] = {}  # in creation order
+        self._triggers: dict[str, TriggerRecord] = {}  # in creation order
         self._schedules: dict[str, ScheduleRecord] = {}  # in creation order
         self._leases: dict[int, tuple[str | None, int, float]] = {}  # owner, epoch, until
         self._instances: dict[str, float] = {}  # owner -> last heartbeat
@@ -298,16 +303,27 @@ class MemoryStore:
                 new += 1
         return new
 
-    async def due_deliveries(self, now: float, limit: int) -> list[DeliveryRecord]:
+    def _due(self, record: DeliveryRecord) -> float | None:
+        if record.status != "pending" or record.next_attempt is None:
+            return None
+        return self._claims.get(record.id, record.next_attempt)
+
+    async def claim_due_deliveries(
+        self, now: float, limit: int, lease_seconds: float
+    ) -> list[DeliveryRecord]:
         due = [
-            d
+            (at, d)
             for d in self._deliveries.values()
-            if d.status == "pending" and d.next_attempt is not None and d.next_attempt <= now
+            if (at := self._due(d)) is not None and at <= now
         ]
-        return sorted(due, key=lambda d: d.next_attempt or 0.0)[:limit]
+        claimed = [d for _, d in sorted(due, key=lambda pair: pair[0])[:limit]]
+        for record in claimed:
+            self._claims[record.id] = now + lease_seconds
+        return claimed
 
     async def record_delivery_attempt(self, record: DeliveryRecord) -> None:
         self._deliveries[record.id] = record
+        self._claims.pop(record.id, None)
 
     async def list_deliveries(self, webhook_id: str, limit: int = 100) -> list[DeliveryRecord]:
         mine = [d for d in self._deliveries.values() if d.webhook_id == webhook_id]
@@ -341,6 +357,33 @@ class MemoryStore:
         for partition, (holder, epoch, _) in list(self._leases.items()):
             if holder == owner:
                 self._leases[partition] = (None, epoch, 0.0)
+
+    # -------------------------------------------------------------- event streams
+
+    async def save_event_stream(self, record: EventStreamRecord) -> None:
+        if record.id in self._streams:
+            raise ConflictError(f"event stream {record.id} is already stored")
+        self._streams[record.id] = record
+
+    async def list_event_streams(self) -> list[EventStreamRecord]:
+        return sorted(self._streams.values(), key=lambda s: s.created_at)
+
+    async def delete_event_stream(self, stream_id: str) -> bool:
+        return self._streams.pop(stream_id, None) is not None
+
+    # -------------------------------------------------------------- triggers
+
+    async def save_trigger(self, record: TriggerRecord) -> None:
+        if record.id in self._triggers:
+            raise ConflictError(f"trigger {record.id} is already stored")
+        self._triggers[record.id] = record
+
+    async def list_triggers(self, workflow: str | None = None) -> list[TriggerRecord]:
+        found = [t for t in self._triggers.values() if workflow in (None, t.workflow)]
+        return sorted(found, key=lambda t: t.created_at)
+
+    async def delete_trigger(self, trigger_id: str) -> bool:
+        return self._triggers.pop(trigger_id, None) is not None
 
     # -------------------------------------------------------------- schedules
 

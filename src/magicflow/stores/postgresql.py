@@ -15,17 +15,24 @@ lost its lease while paused cannot overwrite what the new owner committed.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
-from typing import Any
+from typing import Any, Literal, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg  # type: ignore[import-untyped]
 
 from magicflow.errors import ConfigurationError, ConflictError, StoreError
 from magicflow.stores import _postgresql_commit, _postgresql_leases
-from magicflow.stores._hooks import decode_delivery, decode_schedule, decode_webhook, encode
+from magicflow.stores._hooks import (
+    decode_delivery,
+    decode_event_stream,
+    decode_schedule,
+    decode_trigger,
+    decode_webhook,
+    encode,
+)
 from magicflow.stores._postgresql_schema import migrate
 from magicflow.stores.base import (
     LIVE_STATUSES,
@@ -34,12 +41,14 @@ from magicflow.stores.base import (
     DefinitionRecord,
     DeliveryRecord,
     EventRecord,
+    EventStreamRecord,
     ExecutionPage,
     ExecutionRecord,
     OutboxMessage,
     ScheduleRecord,
     TimerRecord,
     Transition,
+    TriggerRecord,
     WebhookRecord,
     latest,
     version_key,
@@ -51,6 +60,9 @@ _EXECUTION_COLUMNS = (
 )
 _KEY_COLUMNS = "id, key_hash, role, created_at, revoked_at, name"
 _ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
+# the tables of records kept as JSON: (id, seq, [workflow,] created_at, [next_run,] data)
+_Table = Literal["webhooks", "event_streams", "triggers", "schedules"]
+T = TypeVar("T")
 
 
 def _definition(row: asyncpg.Record) -> DefinitionRecord:
@@ -355,24 +367,41 @@ class PostgreSQLStore:
 
     # -------------------------------------------------------------- webhooks
 
-    async def save_webhook(self, record: WebhookRecord) -> None:
+    async def _insert(self, what: str, table: _Table, **columns: object) -> None:
+        names = ", ".join(columns)
+        marks = ", ".join(f"${n}" for n in range(1, len(columns) + 1))
         rows = await self._fetch(
-            "INSERT INTO webhooks (id, created_at, data) VALUES ($1, $2, $3) "
-            "ON CONFLICT DO NOTHING RETURNING 1",
-            record.id,
-            record.created_at,
-            encode(record),
+            f"INSERT INTO {table} ({names}) VALUES ({marks}) ON CONFLICT DO NOTHING RETURNING 1",
+            *columns.values(),
         )
         if not rows:
-            raise ConflictError(f"webhook {record.id} is already stored")
+            raise ConflictError(f"{what} {columns['id']} is already stored")
+
+    async def _select(
+        self, table: _Table, decode: Callable[[bytes], T], workflow: str | None = None
+    ) -> list[T]:
+        order = "ORDER BY created_at, seq"
+        if workflow is None:
+            rows = await self._fetch(f"SELECT data FROM {table} {order}")
+        else:
+            sql = f"SELECT data FROM {table} WHERE workflow = $1 {order}"
+            rows = await self._fetch(sql, workflow)
+        return [decode(row[0]) for row in rows]
+
+    async def _delete(self, table: _Table, record_id: str) -> bool:
+        rows = await self._fetch(f"DELETE FROM {table} WHERE id = $1 RETURNING 1", record_id)
+        return bool(rows)
+
+    async def save_webhook(self, record: WebhookRecord) -> None:
+        await self._insert(
+            "webhook", "webhooks", id=record.id, created_at=record.created_at, data=encode(record)
+        )
 
     async def list_webhooks(self) -> list[WebhookRecord]:
-        rows = await self._fetch("SELECT data FROM webhooks ORDER BY created_at, seq")
-        return [decode_webhook(row[0]) for row in rows]
+        return await self._select("webhooks", decode_webhook)
 
     async def delete_webhook(self, webhook_id: str) -> bool:
-        rows = await self._fetch("DELETE FROM webhooks WHERE id = $1 RETURNING 1", webhook_id)
-        return bool(rows)
+        return await self._delete("webhooks", webhook_id)
 
     async def enqueue_deliveries(self, records: Sequence[DeliveryRecord]) -> int:
         if not records:
@@ -389,13 +418,21 @@ class PostgreSQLStore:
         )
         return len(rows)
 
-    async def due_deliveries(self, now: float, limit: int) -> list[DeliveryRecord]:
+    async def claim_due_deliveries(
+        self, now: float, limit: int, lease_seconds: float
+    ) -> list[DeliveryRecord]:
+        """One statement: the due rows are locked (``SKIP LOCKED``: rows another claim holds
+        are passed over, not waited for) and their due time moved to the end of the lease."""
         rows = await self._fetch(
-            "SELECT data FROM deliveries WHERE due IS NOT NULL AND due <= $1 ORDER BY due LIMIT $2",
+            "WITH due AS (SELECT id, due, seq FROM deliveries WHERE due IS NOT NULL "
+            "AND due <= $1 ORDER BY due, seq LIMIT $2 FOR UPDATE SKIP LOCKED) "
+            "UPDATE deliveries d SET due = $3 FROM due WHERE d.id = due.id "
+            "RETURNING due.due, due.seq, d.data",
             now,
             limit,
+            now + lease_seconds,
         )
-        return [decode_delivery(row[0]) for row in rows]
+        return [decode_delivery(row[2]) for row in sorted(rows, key=lambda row: row[:2])]
 
     async def record_delivery_attempt(self, record: DeliveryRecord) -> None:
         await self._fetch(
@@ -414,20 +451,53 @@ class PostgreSQLStore:
         )
         return [decode_delivery(row[0]) for row in rows]
 
+    # -------------------------------------------------------------- event streams
+
+    async def save_event_stream(self, record: EventStreamRecord) -> None:
+        await self._insert(
+            "event stream",
+            "event_streams",
+            id=record.id,
+            created_at=record.created_at,
+            data=encode(record),
+        )
+
+    async def list_event_streams(self) -> list[EventStreamRecord]:
+        return await self._select("event_streams", decode_event_stream)
+
+    async def delete_event_stream(self, stream_id: str) -> bool:
+        return await self._delete("event_streams", stream_id)
+
+    # -------------------------------------------------------------- triggers
+
+    async def save_trigger(self, record: TriggerRecord) -> None:
+        await self._insert(
+            "trigger",
+            "triggers",
+            id=record.id,
+            workflow=record.workflow,
+            created_at=record.created_at,
+            data=encode(record),
+        )
+
+    async def list_triggers(self, workflow: str | None = None) -> list[TriggerRecord]:
+        return await self._select("triggers", decode_trigger, workflow)
+
+    async def delete_trigger(self, trigger_id: str) -> bool:
+        return await self._delete("triggers", trigger_id)
+
     # -------------------------------------------------------------- schedules
 
     async def save_schedule(self, record: ScheduleRecord) -> None:
-        rows = await self._fetch(
-            "INSERT INTO schedules (id, workflow, created_at, next_run, data) "
-            "VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING 1",
-            record.id,
-            record.workflow,
-            record.created_at,
-            record.next_run,
-            encode(record),
+        await self._insert(
+            "schedule",
+            "schedules",
+            id=record.id,
+            workflow=record.workflow,
+            created_at=record.created_at,
+            next_run=record.next_run,
+            data=encode(record),
         )
-        if not rows:
-            raise ConflictError(f"schedule {record.id} is already stored")
 
     async def list_schedules(self, workflow: str | None = None) -> list[ScheduleRecord]:
         rows = await self._fetch(
@@ -438,8 +508,7 @@ class PostgreSQLStore:
         return [replace(decode_schedule(row[1]), next_run=row[0]) for row in rows]
 
     async def delete_schedule(self, schedule_id: str) -> bool:
-        rows = await self._fetch("DELETE FROM schedules WHERE id = $1 RETURNING 1", schedule_id)
-        return bool(rows)
+        return await self._delete("schedules", schedule_id)
 
     async def advance_schedule(self, schedule_id: str, expected: float, next_run: float) -> bool:
         rows = await self._fetch(

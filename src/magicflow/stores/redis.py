@@ -16,11 +16,11 @@ once, but timers and recovery are per instance (see the PostgreSQL store): run o
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import msgspec
@@ -28,7 +28,14 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from magicflow.errors import ConfigurationError, ConflictError, StoreError
-from magicflow.stores._hooks import decode_delivery, decode_schedule, decode_webhook, encode
+from magicflow.stores._hooks import (
+    decode_delivery,
+    decode_event_stream,
+    decode_schedule,
+    decode_trigger,
+    decode_webhook,
+    encode,
+)
 from magicflow.stores.base import (
     LIVE_STATUSES,
     ApiKeyRecord,
@@ -36,12 +43,14 @@ from magicflow.stores.base import (
     DefinitionRecord,
     DeliveryRecord,
     EventRecord,
+    EventStreamRecord,
     ExecutionPage,
     ExecutionRecord,
     OutboxMessage,
     ScheduleRecord,
     TimerRecord,
     Transition,
+    TriggerRecord,
     WebhookRecord,
     latest,
     version_key,
@@ -53,6 +62,7 @@ _COMMIT = (_HERE / "redis_commit.lua").read_text()
 _SAVE_API_KEY = (_HERE / "redis_api_key.lua").read_text()
 _ENQUEUE_DELIVERIES = (_HERE / "redis_deliveries.lua").read_text()
 _ADVANCE_SCHEDULE = (_HERE / "redis_schedule.lua").read_text()
+_CLAIM_DELIVERIES = (_HERE / "redis_claim.lua").read_text()
 _EXECUTION_FIELDS = (
     "workflow",
     "workflow_version",
@@ -71,6 +81,17 @@ _Definition = tuple[str, bytes, float, str | None]  # digest, document, created_
 _decode_definition = msgspec.msgpack.Decoder(_Definition).decode
 _ApiKey = tuple[str, str, float, str | None]  # key_hash, role, created_at, name
 _decode_api_key = msgspec.msgpack.Decoder(_ApiKey).decode
+
+
+class _Record(Protocol):
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def created_at(self) -> float: ...
+
+
+R = TypeVar("R", bound=_Record)
 
 
 def parse_url(url: str) -> tuple[str, str, int]:
@@ -137,6 +158,7 @@ class RedisStore:
         self._save_api_key: Any = None
         self._enqueue_deliveries: Any = None
         self._advance_schedule: Any = None
+        self._claim_deliveries: Any = None
 
     @classmethod
     def from_url(cls, url: str) -> RedisStore:
@@ -169,6 +191,7 @@ class RedisStore:
         self._save_api_key = client.register_script(_SAVE_API_KEY)
         self._enqueue_deliveries = client.register_script(_ENQUEUE_DELIVERIES)
         self._advance_schedule = client.register_script(_ADVANCE_SCHEDULE)
+        self._claim_deliveries = client.register_script(_CLAIM_DELIVERIES)
 
     def _where(self) -> str:
         parts = urlsplit(self.url)
@@ -479,20 +502,31 @@ class RedisStore:
 
     # -------------------------------------------------------------- webhooks
 
-    async def save_webhook(self, record: WebhookRecord) -> None:
+    async def _hsave(self, what: str, key: str, record: Any) -> None:
+        """Store a record in the hash ``key`` under its id, once."""
         async with self._redis() as r:
-            saved = await r.hsetnx(self._key("webhooks"), record.id, encode(record))
+            saved = await r.hsetnx(self._key(key), record.id, encode(record))
         if not saved:
-            raise ConflictError(f"webhook {record.id} is already stored")
+            raise ConflictError(f"{what} {record.id} is already stored")
+
+    async def _hlist(self, key: str, decode: Callable[[bytes], R]) -> list[R]:
+        """The records of the hash ``key``, oldest first."""
+        async with self._redis() as r:
+            rows = await r.hvals(self._key(key))
+        return sorted((decode(row) for row in rows), key=lambda w: (w.created_at, w.id))
+
+    async def _hdel(self, key: str, record_id: str) -> bool:
+        async with self._redis() as r:
+            return bool(await r.hdel(self._key(key), record_id))
+
+    async def save_webhook(self, record: WebhookRecord) -> None:
+        await self._hsave("webhook", "webhooks", record)
 
     async def list_webhooks(self) -> list[WebhookRecord]:
-        async with self._redis() as r:
-            rows = await r.hvals(self._key("webhooks"))
-        return sorted((decode_webhook(row) for row in rows), key=lambda w: (w.created_at, w.id))
+        return await self._hlist("webhooks", decode_webhook)
 
     async def delete_webhook(self, webhook_id: str) -> bool:
-        async with self._redis() as r:
-            return bool(await r.hdel(self._key("webhooks"), webhook_id))
+        return await self._hdel("webhooks", webhook_id)
 
     async def enqueue_deliveries(self, records: Sequence[DeliveryRecord]) -> int:
         if not records:
@@ -512,12 +546,14 @@ class RedisStore:
         rows = await r.hmget(self._key("deliveries"), ids)
         return [decode_delivery(row) for row in rows if row is not None]
 
-    async def due_deliveries(self, now: float, limit: int) -> list[DeliveryRecord]:
-        async with self._redis() as r:
-            ids = await r.zrangebyscore(
-                self._key("deliveries", "due"), "-inf", repr(now), start=0, num=limit
-            )
-            return await self._deliveries(r, ids)
+    async def claim_due_deliveries(
+        self, now: float, limit: int, lease_seconds: float
+    ) -> list[DeliveryRecord]:
+        keys = [self._key("deliveries"), self._key("deliveries", "due")]
+        args = [repr(now), limit, repr(now + lease_seconds)]
+        async with self._redis():
+            rows = await self._claim_deliveries(keys=keys, args=args)
+        return [decode_delivery(row) for row in rows if row is not None]
 
     async def record_delivery_attempt(self, record: DeliveryRecord) -> None:
         due = self._key("deliveries", "due")
@@ -535,6 +571,29 @@ class RedisStore:
         async with self._redis() as r:
             ids = await r.zrevrange(self._key("deliveries", "of", webhook_id), 0, limit - 1)
             return await self._deliveries(r, ids)
+
+    # -------------------------------------------------------------- event streams
+
+    async def save_event_stream(self, record: EventStreamRecord) -> None:
+        await self._hsave("event stream", "event_streams", record)
+
+    async def list_event_streams(self) -> list[EventStreamRecord]:
+        return await self._hlist("event_streams", decode_event_stream)
+
+    async def delete_event_stream(self, stream_id: str) -> bool:
+        return await self._hdel("event_streams", stream_id)
+
+    # -------------------------------------------------------------- triggers
+
+    async def save_trigger(self, record: TriggerRecord) -> None:
+        await self._hsave("trigger", "triggers", record)
+
+    async def list_triggers(self, workflow: str | None = None) -> list[TriggerRecord]:
+        records = await self._hlist("triggers", decode_trigger)
+        return [t for t in records if workflow in (None, t.workflow)]
+
+    async def delete_trigger(self, trigger_id: str) -> bool:
+        return await self._hdel("triggers", trigger_id)
 
     # -------------------------------------------------------------- schedules
 

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 from magicflow.errors import ConfigurationError, ConflictError, StoreError
 from magicflow.stores import _sqlite_commit, _sqlite_hooks, _sqlite_queries
+from magicflow.stores._hooks import decode_event_stream, decode_trigger, decode_webhook, encode
 from magicflow.stores._sqlite_schema import configure, migrate
 from magicflow.stores.base import (
     ApiKeyRecord,
@@ -29,11 +30,13 @@ from magicflow.stores.base import (
     DefinitionRecord,
     DeliveryRecord,
     EventRecord,
+    EventStreamRecord,
     ExecutionPage,
     OutboxMessage,
     ScheduleRecord,
     TimerRecord,
     Transition,
+    TriggerRecord,
     WebhookRecord,
 )
 
@@ -250,21 +253,33 @@ class SQLiteStore:
 
     # -------------------------------------------------------------- webhooks
 
+    async def _insert(self, what: str, table: _sqlite_hooks.Table, **columns: object) -> None:
+        if not await self._write(lambda c: _sqlite_hooks.insert(c, table, **columns)):
+            raise ConflictError(f"{what} {columns['id']} is already stored")
+
+    async def _delete(self, table: _sqlite_hooks.Table, record_id: str) -> bool:
+        return await self._write(lambda c: _sqlite_hooks.delete(c, table, record_id))
+
     async def save_webhook(self, record: WebhookRecord) -> None:
-        if not await self._write(lambda c: _sqlite_hooks.save_webhook(c, record)):
-            raise ConflictError(f"webhook {record.id} is already stored")
+        await self._insert(
+            "webhook", "webhooks", id=record.id, created_at=record.created_at, data=encode(record)
+        )
 
     async def list_webhooks(self) -> list[WebhookRecord]:
-        return await self._read(_sqlite_hooks.list_webhooks)
+        return await self._read(lambda c: _sqlite_hooks.select(c, "webhooks", decode_webhook))
 
     async def delete_webhook(self, webhook_id: str) -> bool:
-        return await self._write(lambda c: _sqlite_hooks.delete_webhook(c, webhook_id))
+        return await self._delete("webhooks", webhook_id)
 
     async def enqueue_deliveries(self, records: Sequence[DeliveryRecord]) -> int:
         return await self._write(lambda c: _sqlite_hooks.enqueue_deliveries(c, records))
 
-    async def due_deliveries(self, now: float, limit: int) -> list[DeliveryRecord]:
-        return await self._read(lambda c: _sqlite_hooks.due_deliveries(c, now, limit))
+    async def claim_due_deliveries(
+        self, now: float, limit: int, lease_seconds: float
+    ) -> list[DeliveryRecord]:
+        return await self._write(
+            lambda c: _sqlite_hooks.claim_due_deliveries(c, now, limit, lease_seconds)
+        )
 
     async def record_delivery_attempt(self, record: DeliveryRecord) -> None:
         await self._write(lambda c: _sqlite_hooks.record_delivery_attempt(c, record))
@@ -272,17 +287,63 @@ class SQLiteStore:
     async def list_deliveries(self, webhook_id: str, limit: int = 100) -> list[DeliveryRecord]:
         return await self._read(lambda c: _sqlite_hooks.list_deliveries(c, webhook_id, limit))
 
+    # -------------------------------------------------------------- event streams
+
+    async def save_event_stream(self, record: EventStreamRecord) -> None:
+        await self._insert(
+            "event stream",
+            "event_streams",
+            id=record.id,
+            created_at=record.created_at,
+            data=encode(record),
+        )
+
+    async def list_event_streams(self) -> list[EventStreamRecord]:
+        return await self._read(
+            lambda c: _sqlite_hooks.select(c, "event_streams", decode_event_stream)
+        )
+
+    async def delete_event_stream(self, stream_id: str) -> bool:
+        return await self._delete("event_streams", stream_id)
+
+    # -------------------------------------------------------------- triggers
+
+    async def save_trigger(self, record: TriggerRecord) -> None:
+        await self._insert(
+            "trigger",
+            "triggers",
+            id=record.id,
+            workflow=record.workflow,
+            created_at=record.created_at,
+            data=encode(record),
+        )
+
+    async def list_triggers(self, workflow: str | None = None) -> list[TriggerRecord]:
+        return await self._read(
+            lambda c: _sqlite_hooks.select(c, "triggers", decode_trigger, workflow)
+        )
+
+    async def delete_trigger(self, trigger_id: str) -> bool:
+        return await self._delete("triggers", trigger_id)
+
     # -------------------------------------------------------------- schedules
 
     async def save_schedule(self, record: ScheduleRecord) -> None:
-        if not await self._write(lambda c: _sqlite_hooks.save_schedule(c, record)):
-            raise ConflictError(f"schedule {record.id} is already stored")
+        await self._insert(
+            "schedule",
+            "schedules",
+            id=record.id,
+            workflow=record.workflow,
+            created_at=record.created_at,
+            next_run=record.next_run,
+            data=encode(record),
+        )
 
     async def list_schedules(self, workflow: str | None = None) -> list[ScheduleRecord]:
         return await self._read(lambda c: _sqlite_hooks.list_schedules(c, workflow))
 
     async def delete_schedule(self, schedule_id: str) -> bool:
-        return await self._write(lambda c: _sqlite_hooks.delete_schedule(c, schedule_id))
+        return await self._delete("schedules", schedule_id)
 
     async def advance_schedule(self, schedule_id: str, expected: float, next_run: float) -> bool:
         return await self._write(

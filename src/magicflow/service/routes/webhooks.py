@@ -7,6 +7,7 @@ from typing import Annotated, Any, cast
 from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
 
 from magicflow.service.auth import CanAdminister
+from magicflow.service.deliveries import Deliverer
 from magicflow.service.hook_schemas import (
     DeliveryList,
     DeliveryOut,
@@ -17,8 +18,8 @@ from magicflow.service.hook_schemas import (
 )
 from magicflow.service.schemas import Problem
 from magicflow.service.state import engine_of, timestamp
-from magicflow.service.webhooks import WebhookDeliverer, new_secret, new_webhook_id
-from magicflow.stores.base import DeliveryRecord, WebhookRecord
+from magicflow.service.webhooks import new_secret, new_webhook_id
+from magicflow.stores.base import DeliveryRecord, Store, WebhookRecord
 
 router = APIRouter(tags=["webhooks"], dependencies=[CanAdminister])
 
@@ -30,8 +31,8 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def deliverer_of(request: Request) -> WebhookDeliverer:
-    return cast(WebhookDeliverer, request.app.state.webhooks)
+def deliverer_of(request: Request) -> Deliverer:
+    return cast(Deliverer, request.app.state.deliverer)
 
 
 def _out(record: WebhookRecord) -> dict[str, Any]:
@@ -98,7 +99,16 @@ async def list_deliveries(
 ) -> Any:
     """The delivery log, newest first: status, attempts, last response, next attempt."""
     store = engine_of(request).store
-    records = await store.list_deliveries(webhook_id, limit)
-    if not records and all(w.id != webhook_id for w in await store.list_webhooks()):
-        raise HTTPException(404, f"no webhook {webhook_id!r}")
+    known = any(w.id == webhook_id for w in await store.list_webhooks())
+    return await delivery_log(store, webhook_id, limit, known, f"no webhook {webhook_id!r}")
+
+
+async def delivery_log(
+    store: Store, subscription_id: str, limit: int, known: bool, unknown: str
+) -> DeliveryList:
+    """The deliveries of a subscription; 404 (``unknown``) for one that is not ``known``
+    and has none (a deleted subscription's log stays readable)."""
+    records = await store.list_deliveries(subscription_id, limit)
+    if not records and not known:
+        raise HTTPException(404, unknown)
     return DeliveryList(items=[_delivery(r) for r in records])

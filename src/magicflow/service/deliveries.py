@@ -1,0 +1,287 @@
+"""Deliveries of execution lifecycle events to their subscriptions: webhooks (an HTTP POST,
+``service/webhooks.py``) and event streams (a message on a broker queue,
+``service/event_streams.py``).
+
+``Deliverer.notify`` is a driver listener: after each commit it queues what the transition
+emitted (nothing when no subscription exists). A fan-out task turns each event into one
+delivery per matching subscription and writes them to the store (an outbox: a restart, or a
+crash, keeps what is pending); a sender task claims the deliveries that are due, attempts them
+and records each attempt (status, response code or error, next attempt). A failed attempt is
+retried with exponential backoff (``backoff`` · 2^(attempt-1), at most ``max_backoff``) until
+``max_attempts``; then the delivery is ``failed``. Deliveries are at least once: receivers
+deduplicate on the delivery id, which stays the same across attempts.
+
+Taking due deliveries is a claim (``Store.claim_due_deliveries``): each is leased to this
+instance for ``lease`` seconds, so several service instances on one store never attempt one
+delivery at once; if this instance dies mid-attempt, another takes it when the lease ends.
+
+The body of every delivery: the JSON ``{id, event, execution_id, workflow, version, step_id,
+data, timestamp}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from types import TracebackType
+
+import httpx
+import msgspec
+
+from magicflow.engine.model import Emit, ExecutionState
+from magicflow.service import event_streams, webhooks
+from magicflow.service.broker_pool import BrokerPool
+from magicflow.service.ids import new_execution_id
+from magicflow.service.state import timestamp
+from magicflow.stores.base import DeliveryRecord, EventStreamRecord, Store, WebhookRecord
+
+logger = logging.getLogger(__name__)
+
+_decode_state = msgspec.json.Decoder(ExecutionState).decode
+_BATCH = 50
+_Pending = tuple[str, list[Emit], float]  # execution id, what it emitted, when
+Subscription = WebhookRecord | EventStreamRecord
+
+
+def matches(subscription: Subscription, workflow: str, kind: str) -> bool:
+    return subscription.workflow in (None, workflow) and (
+        "*" in subscription.events or kind in subscription.events
+    )
+
+
+class Deliverer:
+    """Delivers events while entered (``async with``); ``notify`` is the driver listener.
+    ``brokers``: where event streams publish (without it, their deliveries fail)."""
+
+    def __init__(
+        self,
+        store: Store,
+        brokers: BrokerPool | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+        max_attempts: int = 8,
+        backoff: float = 1.0,
+        max_backoff: float = 3600.0,
+        timeout: float = 10.0,
+        poll: float = 1.0,
+        lease: float = 60.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.store = store
+        self.brokers = brokers
+        self.clock = clock
+        self.max_attempts = max_attempts
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.timeout = timeout
+        self.poll = poll
+        self.lease = lease  # longer than an attempt can take (``timeout``)
+        self._transport = transport
+        self._subscriptions: dict[str, Subscription] = {}
+        self._pending: list[_Pending] = []
+        self._queued = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._client: httpx.AsyncClient | None = None
+        self._stopping = asyncio.Event()
+        self._tasks: tuple[asyncio.Task[None], asyncio.Task[None]] | None = None  # fan-out, send
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def __aenter__(self) -> Deliverer:
+        await self.refresh()
+        self._client = httpx.AsyncClient(
+            transport=self._transport, timeout=self.timeout, follow_redirects=False
+        )
+        self._stopping.clear()
+        self._tasks = (
+            asyncio.create_task(self._fan_out_loop(), name="magicflow-deliveries-fan-out"),
+            asyncio.create_task(self._send_loop(), name="magicflow-deliveries-send"),
+        )
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """The attempts under way finish and are recorded (``timeout`` bounds them), what was
+        queued is written to the store, to be sent after a restart."""
+        self._stopping.set()
+        self._wake.set()
+        tasks, self._tasks = self._tasks, None
+        try:
+            if tasks is not None:
+                fan_out, send = tasks
+                fan_out.cancel()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(send, self.timeout + 5.0)  # cancels it at the end
+                with contextlib.suppress(asyncio.CancelledError):
+                    await fan_out
+            await self.fan_out()
+        finally:
+            client, self._client = self._client, None
+            if client is not None:
+                await client.aclose()
+
+    # ------------------------------------------------------------------ subscriptions
+
+    async def refresh(self) -> None:
+        """Read the subscriptions again (the API calls it after each change)."""
+        found: list[Subscription] = [*await self.store.list_webhooks()]
+        found += await self.store.list_event_streams()
+        self._subscriptions = {s.id: s for s in found}
+
+    def notify(self, execution_id: str, emits: list[Emit]) -> None:
+        if self._subscriptions:
+            self._pending.append((execution_id, emits, self.clock()))
+            self._queued.set()
+
+    # ------------------------------------------------------------------ fan-out
+
+    async def _fan_out_loop(self) -> None:
+        while True:
+            await self._queued.wait()
+            self._queued.clear()
+            try:
+                await self.fan_out()
+            except Exception:
+                logger.exception("deliveries: cannot enqueue deliveries; retrying")
+                await asyncio.sleep(self.poll)
+
+    async def fan_out(self) -> int:
+        """Write the deliveries of every queued event; how many."""
+        pending, self._pending = self._pending, []
+        try:
+            records: list[DeliveryRecord] = []
+            workflows: dict[str, tuple[str, str] | None] = {}
+            for execution_id, emits, at in pending:
+                if execution_id not in workflows:
+                    workflows[execution_id] = await self._workflow_of(execution_id)
+                found = workflows[execution_id]
+                if found is not None:
+                    records += self._deliveries(execution_id, found, emits, at)
+            if records:
+                await self.store.enqueue_deliveries(records)
+        except BaseException:
+            self._pending[:0] = pending  # kept for the next try
+            raise
+        if records:
+            self._wake.set()
+        return len(records)
+
+    async def _workflow_of(self, execution_id: str) -> tuple[str, str] | None:
+        loaded = await self.store.load(execution_id)
+        if loaded is None:
+            return None
+        state = _decode_state(loaded[1])
+        return state.workflow, state.version
+
+    def _deliveries(
+        self, execution_id: str, workflow: tuple[str, str], emits: list[Emit], at: float
+    ) -> list[DeliveryRecord]:
+        records = []
+        for emit in emits:
+            for subscription in self._subscriptions.values():
+                if not matches(subscription, workflow[0], emit.kind):
+                    continue
+                delivery_id = "dlv_" + new_execution_id()
+                body = {
+                    "id": delivery_id,
+                    "event": emit.kind,
+                    "execution_id": execution_id,
+                    "workflow": workflow[0],
+                    "version": workflow[1],
+                    "step_id": emit.step_id,
+                    "data": emit.data,
+                    "timestamp": timestamp(at),
+                }
+                raw = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+                records.append(
+                    DeliveryRecord(
+                        delivery_id, subscription.id, emit.kind, raw, at, next_attempt=at
+                    )
+                )
+        return records
+
+    # ------------------------------------------------------------------ sending
+
+    async def _send_loop(self) -> None:
+        while not self._stopping.is_set():
+            self._wake.clear()
+            try:
+                await self.refresh()  # subscriptions made through another instance
+                sent = await self.send_due()
+            except Exception:
+                logger.exception("deliveries: cannot claim due deliveries; retrying")
+                sent = 0
+            if sent < _BATCH:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.poll)
+
+    async def send_due(self) -> int:
+        """Claim the deliveries due now (at most one batch) and attempt them: webhooks each
+        on its own, each event stream's in one publish, in order. How many were attempted."""
+        due = await self.store.claim_due_deliveries(self.clock(), _BATCH, self.lease)
+        if any(d.webhook_id not in self._subscriptions for d in due):
+            await self.refresh()
+        streams: dict[str, tuple[EventStreamRecord, list[DeliveryRecord]]] = {}
+        async with asyncio.TaskGroup() as group:
+            for delivery in due:
+                subscription = self._subscriptions.get(delivery.webhook_id)
+                if isinstance(subscription, EventStreamRecord):
+                    streams.setdefault(subscription.id, (subscription, []))[1].append(delivery)
+                else:
+                    group.create_task(self._attempt_webhook(subscription, delivery))
+            for stream, batch in streams.values():
+                group.create_task(self._attempt_stream(stream, batch))
+        return len(due)
+
+    async def _attempt_webhook(
+        self, webhook: WebhookRecord | None, delivery: DeliveryRecord
+    ) -> None:
+        if webhook is None:
+            await self.store.record_delivery_attempt(
+                replace(
+                    delivery, status="failed", next_attempt=None, last_error="subscription deleted"
+                )
+            )
+            return
+        code: int | None = None
+        error: str | None = "the deliverer is not running"
+        if self._client is not None:
+            code, error = await webhooks.post(self._client, webhook, delivery, self.clock())
+        await self._record(delivery, code, error)
+
+    async def _attempt_stream(self, stream: EventStreamRecord, batch: list[DeliveryRecord]) -> None:
+        error = await event_streams.publish(self.brokers, stream, batch, self.timeout)
+        for delivery in batch:
+            await self._record(delivery, None, error)
+
+    async def _record(self, delivery: DeliveryRecord, code: int | None, error: str | None) -> None:
+        attempts = delivery.attempts + 1
+        status, next_attempt = "pending", None
+        if error is None:
+            status = "delivered"
+        elif attempts >= self.max_attempts:
+            status = "failed"
+        else:
+            next_attempt = self.clock() + self.retry_delay(attempts)
+        outcome = replace(
+            delivery,
+            status=status,
+            attempts=attempts,
+            next_attempt=next_attempt,
+            last_status=code,
+            last_error=error,
+        )
+        await self.store.record_delivery_attempt(outcome)
+
+    def retry_delay(self, attempts: int) -> float:
+        """Seconds before the attempt after ``attempts`` failed ones."""
+        return float(min(self.max_backoff, self.backoff * 2 ** (attempts - 1)))
