@@ -72,8 +72,13 @@ async def test_each_event_is_one_message_in_order(
         assert (message["workflow"], message["version"]) == ("greet", "1.0.0")
         assert message["timestamp"].endswith("Z")
     assert messages[1]["step_id"] == "hello"
-    log = (await admin.get(f"/api/v1/event-streams/{stream['id']}/deliveries")).json()["items"]
-    assert {e["status"] for e in log} == {"delivered"}
+    url = f"/api/v1/event-streams/{stream['id']}/deliveries"
+    async with asyncio.timeout(10):  # each attempt is recorded just after its publish
+        while True:
+            log = (await admin.get(url)).json()["items"]
+            if {e["status"] for e in log} == {"delivered"}:
+                break
+            await asyncio.sleep(0.01)
     assert sorted(e["id"] for e in log) == sorted(m["id"] for m in messages)
 
 
