@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from magicflow.service import Engine
 from magicflow.service.app import create_app
 from magicflow.service.auth import UNAUTHORIZED
+from magicflow.service.keys import KeyCache, Role, create_key
 from magicflow.service.settings import ServiceSettings
 from tests.service.conftest import GREET, YAML, register, wait_status
 
@@ -188,3 +189,39 @@ async def test_the_matrix_walks_every_operation_of_the_api(anonymous: httpx.Asyn
 
     walked = {(method, template_of(method, path)) for _, method, path, _ in ENDPOINTS}
     assert walked == documented
+
+
+async def test_a_revoked_key_is_refused_once_the_cache_time_has_passed(
+    app: FastAPI, engine: Engine
+) -> None:
+    """Verified keys are trusted ``key_cache_seconds`` without reading the store: a revocation
+    takes effect within that time, never later; a refusal is not remembered."""
+    now = [1000.0]
+    service = app.state.service
+    service.keys = KeyCache(ttl=service.settings.key_cache_seconds, clock=lambda: now[0])
+    key, record = await create_key(engine.store, Role.VIEWER)
+    transport = httpx.ASGITransport(app=app)
+    headers = {"Authorization": f"Bearer {key}"}
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://test", headers=headers
+    ) as client:
+        assert (await client.get("/api/v1/workflows")).status_code == 200
+        await engine.store.revoke_api_key(record.id, 1.0)
+        now[0] += service.settings.key_cache_seconds - 0.1
+        assert (await client.get("/api/v1/workflows")).status_code == 200  # cached
+        now[0] += 0.2
+        assert (await client.get("/api/v1/workflows")).status_code == 401
+        now[0] += 1000
+        assert (await client.get("/api/v1/workflows")).status_code == 401
+
+
+async def test_the_key_cache_is_bounded_and_can_be_off(engine: Engine) -> None:
+    keys = [await create_key(engine.store, Role.VIEWER) for _ in range(3)]
+    cache = KeyCache(ttl=60, size=2)
+    for key, _ in keys:
+        assert await cache.authenticate(engine.store, key) is not None
+    assert len(cache._verified) == 2
+    off = KeyCache(ttl=0)
+    await off.authenticate(engine.store, keys[0][0])
+    await engine.store.revoke_api_key(keys[0][1].id, 1.0)
+    assert await off.authenticate(engine.store, keys[0][0]) is None

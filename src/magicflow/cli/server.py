@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
 from typing import TYPE_CHECKING, Annotated
@@ -103,12 +103,25 @@ def server(
         fail(f"--log-level must be debug, info, warning or error, not {log_level!r}")
     try:
         configure_logging(level.upper(), settings.log_format)
-        with tracing(settings.tracing, "magicflow-server") as provider:
-            error = asyncio.run(_serve(settings, service, registry, level, provider))
+        with (
+            tracing(settings.tracing, "magicflow-server") as provider,
+            asyncio.Runner(loop_factory=_loop_factory()) as runner,
+        ):
+            error = runner.run(_serve(settings, service, registry, level, provider))
     except MagicFlowError as exc:
         fail(str(exc))
     if error is not None:
         fail(str(error))
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's event loop when it is installed (a dependency, except on Windows): it serves
+    HTTP with less CPU per request than asyncio's own; None keeps asyncio's."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
 
 
 async def _serve(

@@ -30,6 +30,7 @@ from magicflow.service.auth import CanRead
 from magicflow.service.engine import Engine
 from magicflow.service.events import EventHub
 from magicflow.service.hooks import install as install_hooks
+from magicflow.service.keys import KeyCache
 from magicflow.service.metrics import Metrics
 from magicflow.service.routes import definitions, executions, health, metrics
 from magicflow.service.schemas import Problem, RequestProblem
@@ -70,7 +71,8 @@ def create_app(engine: Engine, settings: ServiceSettings | None = None) -> FastA
         docs_url="/docs",
         redoc_url=None,
     )
-    app.state.service = ServiceState(engine, settings, hub, recorder)
+    keys = KeyCache(ttl=settings.key_cache_seconds)
+    app.state.service = ServiceState(engine, settings, hub, recorder, keys)
     app.include_router(health.live_router)
     guard: dict[str, Any] = {}
     if not settings.open_health:

@@ -1,5 +1,7 @@
 """Who may call what: ``Authorization: Bearer <API key>``, checked against the store's keys.
 
+Keys that verified are trusted for ``ServiceSettings.key_cache_seconds`` (5) without reading
+the store again (``keys.KeyCache``): a key revoked meanwhile is refused after at most that long.
 Every unknown, revoked or malformed key (or none) gets the same 401, so an answer tells an
 attacker nothing about which keys exist; a valid key whose role may not do a thing gets 403.
 With ``ServiceSettings.auth`` off (``magic-flow server --no-auth``) every call is allowed.
@@ -15,7 +17,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from magicflow.service.keys import GRANTS, Permission, Role, authenticate
+from magicflow.service.keys import GRANTS, Permission, Role
 from magicflow.service.state import service_of
 
 bearer = HTTPBearer(
@@ -44,7 +46,7 @@ async def _check(
         return
     if credentials is None:
         raise _unauthorized()
-    record = await authenticate(service.engine.store, credentials.credentials)
+    record = await service.keys.authenticate(service.engine.store, credentials.credentials)
     if record is None:
         raise _unauthorized()
     if permission not in GRANTS[Role(record.role)]:

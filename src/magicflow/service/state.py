@@ -12,6 +12,7 @@ from starlette.requests import Request
 if TYPE_CHECKING:
     from magicflow.service.engine import Engine
     from magicflow.service.events import EventHub
+    from magicflow.service.keys import KeyCache
     from magicflow.service.metrics import Metrics
     from magicflow.service.settings import ServiceSettings
 
@@ -22,6 +23,7 @@ class ServiceState:
     settings: ServiceSettings
     hub: EventHub
     metrics: Metrics
+    keys: KeyCache
     ready: bool = True  # False once the server is shutting down
 
 

@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from magicflow.errors import WorkflowValidationError
 from magicflow.service.auth import CanOperate, CanRead
 from magicflow.service.events import stream
+from magicflow.service.responses import JSON
 from magicflow.service.schemas import (
     Accepted,
     CancelExecution,
@@ -71,7 +72,7 @@ async def start_execution(
             diagnostics=[d.to_dict() for d in exc.diagnostics],  # type: ignore[misc]
         )
         return JSONResponse(problem.model_dump(), status_code=422)
-    return ExecutionCreated(execution_id=execution_id)
+    return JSON({"execution_id": execution_id}, status_code=201)
 
 
 @router.get("/executions", dependencies=[CanRead], responses=_ERRORS)
@@ -92,10 +93,15 @@ async def list_executions(
     return ExecutionList.model_validate(page)
 
 
-@router.get("/executions/{execution_id}", dependencies=[CanRead], responses=_ERRORS)
-async def get_execution(request: Request, execution_id: ExecutionId) -> ExecutionOut:
+@router.get(
+    "/executions/{execution_id}",
+    dependencies=[CanRead],
+    response_model=ExecutionOut,
+    responses=_ERRORS,
+)
+async def get_execution(request: Request, execution_id: ExecutionId) -> Any:
     """The execution as committed now (SPEC §3: the document of ``magic-flow run``)."""
-    return ExecutionOut.model_validate(await engine_of(request).get(execution_id))
+    return JSON(await engine_of(request).get(execution_id))
 
 
 @router.post(
