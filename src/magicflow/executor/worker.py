@@ -77,6 +77,9 @@ class Executor:
     down gracefully); ``await executor.run_until_stopped()`` runs it until ``stop()``. The
     broker is connected and closed by whoever owns it. ``visibility_timeout`` defaults to the
     broker's own (``broker.visibility_timeout``) when it has one, else 30 s.
+    ``tracer_provider``: an OpenTelemetry tracer provider; each attempt gets a span, child of
+    the task's ``traceparent`` (``executor.tracing``). While a step runs, its ids are bound
+    to the log records made in its context (``magicflow.logs``).
     """
 
     def __init__(
