@@ -28,6 +28,7 @@ from magicflow.brokers.base import RESULTS_QUEUE
 from magicflow.tracecontext import span_id, trace_id
 
 from .test_cli_server import free_port
+from .test_cli_startup import imported_by
 
 REDIS = os.environ.get("MAGICFLOW_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
@@ -272,3 +273,15 @@ async def _delete_queues(url: str) -> None:
             await broker.delete_queue(queue)  # type: ignore[attr-defined]
     finally:
         await broker.close()
+
+
+def test_without_tracing_nothing_of_opentelemetry_is_imported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in [n for n in os.environ if n.startswith(("OTEL_", "MAGICFLOW_"))]:
+        monkeypatch.delenv(name)
+    workflow = tmp_path / "nap.yaml"
+    workflow.write_text('name: nap\nversion: "1"\nsteps:\n  - id: a\n    sleep: 1ms\n')
+    modules = imported_by("run", str(workflow), "--output", "json")
+    assert "magicflow.engine.driver" in modules
+    assert not {m for m in modules if m.startswith("opentelemetry")}
