@@ -302,6 +302,8 @@ class Executor:
         )
         info = ErrorInfo("PoisonMessage", f"task {task.id} {reason}", non_retryable=True)
         result = failed_result(task, info, executor_id=self.executor_id)
+        if self._tracer is not None:  # the trace shows why the step failed
+            self._tracer.start(task).end(result)
         self._settler.result(result, [delivery], dead_letter=reason, reply_to=task.reply_to)
 
     # ------------------------------------------------------------------ running

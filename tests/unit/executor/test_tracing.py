@@ -17,10 +17,15 @@ from .helpers import collect_results, make_task
 PARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
 
-async def test_the_attempt_span_is_a_child_of_the_messages_traceparent() -> None:
+def recording() -> tuple[TracerProvider, InMemorySpanExporter]:
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return provider, exporter
+
+
+async def test_the_attempt_span_is_a_child_of_the_messages_traceparent() -> None:
+    provider, exporter = recording()
     registry = Registry()
 
     def fails(ctx: StepContext) -> None:
@@ -70,3 +75,19 @@ async def test_the_attempt_span_is_a_child_of_the_messages_traceparent() -> None
     assert other.parent is not None
     assert (other.context.trace_id, other.parent.span_id) == (trace_id("exec-1"), span_id("exec-1"))
     assert other.status.status_code is trace.StatusCode.UNSET
+
+
+async def test_a_poison_message_gets_an_error_span_without_running() -> None:
+    provider, exporter = recording()
+    broker = MemoryBroker()
+    task = make_task("never-registered")
+    await broker.publish("default", [encode(task)])
+    for _ in range(2):  # two deliveries that "crashed" their consumer
+        await broker.nack(await broker.receive("default", 1, 0.1))
+    async with Executor(broker, Registry(), max_deliveries=2, tracer_provider=provider):
+        await collect_results(broker, 1)
+    [span] = exporter.get_finished_spans()
+    assert span.status.status_code is trace.StatusCode.ERROR
+    assert "PoisonMessage" in (span.status.description or "")
+    assert span.parent is not None
+    assert span.parent.span_id == span_id("exec-1")
