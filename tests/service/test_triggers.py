@@ -89,6 +89,8 @@ async def test_each_message_starts_one_execution_keyed_by_the_message(
     assert sorted(d["input"]["name"] for d in documents) == ["ada", "bob"]
     for key in ("7", "8"):
         assert await engine.store.find_idempotent("greet", f"trigger:{trigger['id']}:{key}")
+    metrics = (await admin.get("/metrics")).text
+    assert 'magicflow_trigger_messages_total{outcome="started",workflow="greet"} 4.0' in metrics
 
 
 async def test_messages_that_cannot_start_go_to_the_dead_letter_queue_with_the_reason(
@@ -115,6 +117,10 @@ async def test_messages_that_cannot_start_go_to_the_dead_letter_queue_with_the_r
         "the message is not JSON: JSON is malformed: object keys must be strings (byte 1)",
     ]
     assert [d["input"] for d in await started(engine, 1)] == [{"name": ""}]
+    metrics = (await admin.get("/metrics")).text
+    assert (
+        'magicflow_trigger_messages_total{outcome="dead_lettered",workflow="greet"} 5.0' in metrics
+    )
 
 
 async def test_a_start_that_keeps_failing_is_retried_then_dead_lettered(
@@ -139,6 +145,21 @@ async def test_a_start_that_keeps_failing_is_retried_then_dead_lettered(
     assert json.loads(body) == order(1)
     assert reason == "not started after 3 deliveries: the store does not answer"
     assert attempts == ["greet"] * 3
+
+
+async def test_a_consumer_that_cannot_receive_says_why(
+    admin: httpx.AsyncClient, greet: None, triggers: Triggers
+) -> None:
+    made = await create(admin, broker="redis://127.0.0.1:1/0")
+    assert made["consuming"] is True
+    async with asyncio.timeout(10):
+        while True:
+            found = (await admin.get(f"/api/v1/triggers/{made['id']}")).json()
+            if found["last_error"] is not None:
+                break
+            await asyncio.sleep(0.02)
+    assert found["last_error"].startswith("BrokerError: ")
+    assert found["consuming"] is True
 
 
 async def test_consumers_follow_the_stored_triggers(
@@ -167,6 +188,7 @@ async def test_triggers_through_the_api(
     assert made["broker"] == "amqp://guest:***@127.0.0.1:1/"
     assert (made["workflow"], made["queue"], made["input"]) == ("greet", QUEUE, "message")
     assert (made["version"], made["idempotency_key"]) == ("1.0.0", "key")
+    assert (made["consuming"], made["last_error"]) == (False, None)  # not running here
     for role in ("operator", "viewer"):
         headers = {"Authorization": f"Bearer {keys[role]}"}
         for url in ("/api/v1/workflows/greet/triggers", "/api/v1/triggers"):

@@ -122,6 +122,10 @@ class TriggerOut(BaseModel):
     idempotency_key: str
     input: str
     created_at: str
+    consuming: bool = Field(description="This service instance consumes the queue now.")
+    last_error: str | None = Field(
+        description="Why this instance's consumer could not receive lately (null: it can)."
+    )
 
 
 class TriggerList(BaseModel):

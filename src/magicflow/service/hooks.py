@@ -25,7 +25,9 @@ def install(app: FastAPI, engine: Engine, responses: dict[int | str, dict[str, A
     app.state.brokers = brokers
     app.state.deliverer = deliverer
     app.state.scheduler = Scheduler(engine)
-    app.state.triggers = Triggers(engine, brokers)
+    consumers = Triggers(engine, brokers)
+    consumers.listeners.append(app.state.service.metrics.record_trigger)
+    app.state.triggers = consumers
     for module in (webhooks, event_streams, schedules, triggers):
         app.include_router(module.router, prefix="/api/v1", responses=responses)
 

@@ -145,6 +145,13 @@ class Metrics:
             ["workflow", "step"],
             registry=registry,
         )
+        self.trigger_messages = Counter(
+            "magicflow_trigger_messages_total",
+            "Messages of event triggers consumed by this process, by outcome (started: the "
+            "execution started or found started; dead_lettered; retried: requeued for later).",
+            ["workflow", "outcome"],
+            registry=registry,
+        )
         self.events = Counter(
             "magicflow_events_total",
             "Lifecycle events committed by this process, by kind.",
@@ -213,6 +220,10 @@ class Metrics:
         )
 
     # ------------------------------------------------------------------ events
+
+    def record_trigger(self, workflow: str, outcome: str, count: int) -> None:
+        """A trigger's consumer settled ``count`` messages this way (``Triggers`` listener)."""
+        self.trigger_messages.labels(workflow, outcome).inc(count)
 
     def record(self, execution_id: str, emits: list[Emit]) -> None:
         """The driver's listener: count what one committed transition emitted."""

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -101,6 +101,8 @@ class Triggers:
         self.batch = batch
         self.max_deliveries = max_deliveries
         self.retry_delay = retry_delay
+        self.listeners: list[Callable[[str, str, int], None]] = []  # (workflow, outcome, n)
+        self.errors: dict[str, str] = {}  # trigger id -> why its consumer cannot receive
         self._consumers: dict[str, tuple[asyncio.Event, asyncio.Task[None]]] = {}
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
@@ -155,6 +157,8 @@ class Triggers:
     async def _stop(self, trigger_ids: Sequence[str]) -> None:
         """Let each consumer finish the batch it handles (at most a few seconds), then end."""
         stopping = [self._consumers.pop(i) for i in trigger_ids]
+        for trigger_id in trigger_ids:
+            self.errors.pop(trigger_id, None)
         for stop, _ in stopping:
             stop.set()
         for _, task in stopping:
@@ -174,6 +178,7 @@ class Triggers:
                 broker = await self.brokers.get(record.broker)
                 deliveries = await broker.receive(record.queue, self.batch, self.wait)
             except Exception as exc:
+                self.errors[record.id] = f"{type(exc).__name__}: {exc}"
                 where = redact(record.broker or "the service's broker")
                 logger.warning(
                     "trigger %s: cannot receive from %s on %s: %s; again in %.1f s",
@@ -189,6 +194,7 @@ class Triggers:
                 pause = min(pause * 2, 30.0)
                 continue
             pause = 0.5
+            self.errors.pop(record.id, None)
             if deliveries:
                 await self.handle(record, broker, deliveries)
 
@@ -209,6 +215,10 @@ class Triggers:
                 refused.setdefault(reason, []).append(delivery)
             elif outcome is not None:
                 retry.append(delivery)
+        refused_count = sum(len(group) for group in refused.values())
+        self._count(
+            record.workflow, started=len(done), dead_lettered=refused_count, retried=len(retry)
+        )
         try:
             if done:
                 await broker.ack(done)
@@ -226,6 +236,12 @@ class Triggers:
                 await broker.nack(retry, requeue=True, delay=self.retry_delay)
         except MagicFlowError as exc:  # delivered again later: the idempotency key holds
             logger.warning("trigger %s: cannot settle messages: %s", record.id, exc)
+
+    def _count(self, workflow: str, **counts: int) -> None:
+        for outcome, count in counts.items():
+            if count:
+                for listener in self.listeners:
+                    listener(workflow, outcome, count)
 
     async def _start(self, record: TriggerRecord, delivery: Delivery) -> Exception | None:
         """None once the execution is started (or found started); otherwise why not: a

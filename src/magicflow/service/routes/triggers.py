@@ -33,7 +33,7 @@ def triggers_of(request: Request) -> Triggers:
     return cast(Triggers, request.app.state.triggers)
 
 
-def _out(record: TriggerRecord) -> TriggerOut:
+def _out(record: TriggerRecord, triggers: Triggers) -> TriggerOut:
     return TriggerOut(
         id=record.id,
         workflow=record.workflow,
@@ -43,6 +43,8 @@ def _out(record: TriggerRecord) -> TriggerOut:
         idempotency_key=record.idempotency_key,
         input=record.input,
         created_at=timestamp(record.created_at),
+        consuming=record.id in triggers.running,
+        last_error=triggers.errors.get(record.id),
     )
 
 
@@ -74,7 +76,7 @@ async def create_trigger(request: Request, name: Name, body: TriggerIn) -> Any:
     )
     await engine.store.save_trigger(record)
     await triggers.refresh()
-    return _out(record)
+    return _out(record, triggers)
 
 
 @router.get(
@@ -85,14 +87,14 @@ async def create_trigger(request: Request, name: Name, body: TriggerIn) -> Any:
 )
 async def list_workflow_triggers(request: Request, name: Name) -> Any:
     records = await engine_of(request).store.list_triggers(name)
-    return TriggerList(items=[_out(r) for r in records])
+    return TriggerList(items=[_out(r, triggers_of(request)) for r in records])
 
 
 @router.get("/triggers", dependencies=[CanRead], response_model=TriggerList, responses=_ERRORS)
 async def list_triggers(request: Request) -> Any:
     """Every trigger, of every workflow, oldest first."""
     records = await engine_of(request).store.list_triggers()
-    return TriggerList(items=[_out(r) for r in records])
+    return TriggerList(items=[_out(r, triggers_of(request)) for r in records])
 
 
 async def _find(request: Request, trigger_id: str) -> TriggerRecord:
@@ -109,7 +111,7 @@ async def _find(request: Request, trigger_id: str) -> TriggerRecord:
     responses=_ERRORS,
 )
 async def get_trigger(request: Request, trigger_id: TriggerId) -> Any:
-    return _out(await _find(request, trigger_id))
+    return _out(await _find(request, trigger_id), triggers_of(request))
 
 
 @router.delete(
