@@ -245,7 +245,10 @@ class _Queue(ConsumerRebalanceListener):  # type: ignore[misc]
         self.assigned = asyncio.Event()
         self.assigned.set()
         self.settled = asyncio.Event()  # something held was settled or extended
-        self.revoking = False
+        # "steady"; "revoking": the partitions are being given up (what the consumer fetched
+        # for them is dropped: their next owner reads it from the commit); "between": given
+        # up, the new assignment not yet set up here (what is fetched for it waits for that)
+        self.phase = "steady"
         self.closing = False
         self.committer: asyncio.Task[None] | None = None
         self.dirty = False
@@ -267,7 +270,7 @@ class _Queue(ConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         """Give the partitions up once what is held from them is settled or expired."""
         self.assigned.clear()
-        self.revoking = True
+        self.phase = "revoking"
         give_up = time.monotonic() + self.broker.settings.rebalance_timeout * 0.8
         while not self.closing:
             now = time.monotonic()
@@ -285,6 +288,7 @@ class _Queue(ConsumerRebalanceListener):  # type: ignore[misc]
             await self.commit_now()
         for tp in revoked:
             self.partitions.pop(tp, None)
+        self.phase = "between"
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         try:
@@ -300,14 +304,14 @@ class _Queue(ConsumerRebalanceListener):  # type: ignore[misc]
                 meta = committed.get(tp)
                 self.partitions[tp] = _Partition(tp, _parse_metadata(getattr(meta, "metadata", "")))
         finally:
-            self.revoking = False
+            self.phase = "steady"
             self.assigned.set()
 
     # ------------------------------------------------------------ handing out
 
     def due(self, limit: int, now: float) -> list[Delivery]:
         """Held records whose time is up (expired, or nacked), handed out again."""
-        if self.revoking:
+        if self.phase != "steady":
             return []
         taken: list[Delivery] = []
         for partition in self.partitions.values():
@@ -330,6 +334,8 @@ class _Queue(ConsumerRebalanceListener):  # type: ignore[misc]
     ) -> list[Delivery]:
         taken: list[Delivery] = []
         now = time.monotonic()
+        if self.phase == "revoking":
+            return taken
         for tp, records in batch.items():
             partition = self.partitions.get(tp)
             if partition is None and tp in self.consumer.assignment():
