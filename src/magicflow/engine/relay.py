@@ -51,8 +51,10 @@ class OutboxRelay:
         for queue, group in by_queue.items():
             try:
                 await self.broker.publish(queue, [m.body for m in group])
-            except Exception:
-                logger.warning("publishing %d task(s) to %r failed; retrying", len(group), queue)
+            except Exception as exc:
+                logger.warning(
+                    "publishing %d task(s) to %r failed (%s); retrying", len(group), queue, exc
+                )
                 self._retry.extend(group)
                 self._failed.set()
             else:
