@@ -53,6 +53,7 @@ version: "1"
 steps:
   - id: only
     function: boom
+    retry_config: {strategy: fixed, max_attempts: 2, initial_interval: 10ms, jitter: false}
 """
 REMOTE = """
 name: traced
