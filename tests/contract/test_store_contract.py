@@ -437,15 +437,15 @@ async def test_a_recorded_attempt_replaces_the_delivery_and_ends_its_lease(store
     await store.enqueue_deliveries([delivery("d1"), delivery("d2", created_at=2.0)])
     assert len(await store.claim_due_deliveries(5.0, 10, 100.0)) == 2
     retry = replace(delivery("d1"), attempts=1, next_attempt=9.0, last_status=500)
-    await store.record_delivery_attempt(retry)
+    await store.record_delivery_attempts([retry])
     assert await store.claim_due_deliveries(8.0, 10, 100.0) == []
     assert await store.claim_due_deliveries(9.0, 10, 100.0) == [retry]
     done = replace(retry, status="delivered", attempts=2, next_attempt=None, last_status=204)
     failed = replace(
         delivery("d2", created_at=2.0), status="failed", attempts=1, last_error="refused"
     )
-    await store.record_delivery_attempt(done)
-    await store.record_delivery_attempt(failed)
+    await store.record_delivery_attempts([done, failed])
+    await store.record_delivery_attempts([])
     assert await store.claim_due_deliveries(1000.0, 10, 1.0) == []
     assert await store.list_deliveries("wh1") == [failed, done]
     assert await store.list_deliveries("wh1", limit=1) == [failed]

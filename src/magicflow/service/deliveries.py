@@ -43,7 +43,7 @@ from magicflow.stores.base import DeliveryRecord, EventStreamRecord, Store, Webh
 logger = logging.getLogger(__name__)
 
 _decode_state = msgspec.json.Decoder(ExecutionState).decode
-_BATCH = 50
+_BATCH = 100  # at once: httpx keeps 100 connections, each attempt well within the lease
 _Pending = tuple[str, list[Emit], float]  # execution id, what it emitted, when
 Subscription = WebhookRecord | EventStreamRecord
 
@@ -159,11 +159,9 @@ class Deliverer:
         pending, self._pending = self._pending, []
         try:
             records: list[DeliveryRecord] = []
-            workflows: dict[str, tuple[str, str] | None] = {}
+            workflows = await self._workflows_of({execution_id for execution_id, _, _ in pending})
             for execution_id, emits, at in pending:
-                if execution_id not in workflows:
-                    workflows[execution_id] = await self._workflow_of(execution_id)
-                found = workflows[execution_id]
+                found = workflows.get(execution_id)
                 if found is not None:
                     records += self._deliveries(execution_id, found, emits, at)
             if records:
@@ -175,12 +173,11 @@ class Deliverer:
             self._wake.set()
         return len(records)
 
-    async def _workflow_of(self, execution_id: str) -> tuple[str, str] | None:
-        loaded = await self.store.load(execution_id)
-        if loaded is None:
-            return None
-        state = _decode_state(loaded[1])
-        return state.workflow, state.version
+    async def _workflows_of(self, execution_ids: set[str]) -> dict[str, tuple[str, str]]:
+        """``(workflow, version)`` of each execution (one read for them all)."""
+        loaded = await self.store.load_many(sorted(execution_ids)) if execution_ids else {}
+        states = {i: _decode_state(state) for i, (_, state) in loaded.items()}
+        return {i: (state.workflow, state.version) for i, state in states.items()}
 
     def _deliveries(
         self, execution_id: str, workflow: tuple[str, str], emits: list[Emit], at: float
@@ -226,44 +223,45 @@ class Deliverer:
 
     async def send_due(self) -> int:
         """Claim the deliveries due now (at most one batch) and attempt them: webhooks each
-        on its own, each event stream's in one publish, in order. How many were attempted."""
+        on its own, at once; each event stream's in one publish, in order. The outcomes are
+        recorded together. How many were attempted."""
         due = await self.store.claim_due_deliveries(self.clock(), _BATCH, self.lease)
         if any(d.webhook_id not in self._subscriptions for d in due):
             await self.refresh()
+        posts = []
         streams: dict[str, tuple[EventStreamRecord, list[DeliveryRecord]]] = {}
-        async with asyncio.TaskGroup() as group:
-            for delivery in due:
-                subscription = self._subscriptions.get(delivery.webhook_id)
-                if isinstance(subscription, EventStreamRecord):
-                    streams.setdefault(subscription.id, (subscription, []))[1].append(delivery)
-                else:
-                    group.create_task(self._attempt_webhook(subscription, delivery))
-            for stream, batch in streams.values():
-                group.create_task(self._attempt_stream(stream, batch))
+        for delivery in due:
+            subscription = self._subscriptions.get(delivery.webhook_id)
+            if isinstance(subscription, EventStreamRecord):
+                streams.setdefault(subscription.id, (subscription, []))[1].append(delivery)
+            else:
+                posts.append(self._post(subscription, delivery))
+        publishes = [self._publish(stream, batch) for stream, batch in streams.values()]
+        posted, published = await asyncio.gather(asyncio.gather(*posts), asyncio.gather(*publishes))
+        await self.store.record_delivery_attempts([*posted, *(d for b in published for d in b)])
         return len(due)
 
-    async def _attempt_webhook(
+    async def _post(
         self, webhook: WebhookRecord | None, delivery: DeliveryRecord
-    ) -> None:
+    ) -> DeliveryRecord:
         if webhook is None:
-            await self.store.record_delivery_attempt(
-                replace(
-                    delivery, status="failed", next_attempt=None, last_error="subscription deleted"
-                )
-            )
-            return
-        code: int | None = None
-        error: str | None = "the deliverer is not running"
-        if self._client is not None:
-            code, error = await webhooks.post(self._client, webhook, delivery, self.clock())
-        await self._record(delivery, code, error)
+            gone = "subscription deleted"
+            return replace(delivery, status="failed", next_attempt=None, last_error=gone)
+        if self._client is None:
+            return self._outcome(delivery, None, "the deliverer is not running")
+        code, error = await webhooks.post(self._client, webhook, delivery, self.clock())
+        return self._outcome(delivery, code, error)
 
-    async def _attempt_stream(self, stream: EventStreamRecord, batch: list[DeliveryRecord]) -> None:
+    async def _publish(
+        self, stream: EventStreamRecord, batch: list[DeliveryRecord]
+    ) -> list[DeliveryRecord]:
         error = await event_streams.publish(self.brokers, stream, batch, self.timeout)
-        for delivery in batch:
-            await self._record(delivery, None, error)
+        return [self._outcome(d, None, error) for d in batch]
 
-    async def _record(self, delivery: DeliveryRecord, code: int | None, error: str | None) -> None:
+    def _outcome(
+        self, delivery: DeliveryRecord, code: int | None, error: str | None
+    ) -> DeliveryRecord:
+        """The delivery after an attempt that answered ``code`` or failed with ``error``."""
         attempts = delivery.attempts + 1
         status, next_attempt = "pending", None
         if error is None:
@@ -272,7 +270,7 @@ class Deliverer:
             status = "failed"
         else:
             next_attempt = self.clock() + self.retry_delay(attempts)
-        outcome = replace(
+        return replace(
             delivery,
             status=status,
             attempts=attempts,
@@ -280,7 +278,6 @@ class Deliverer:
             last_status=code,
             last_error=error,
         )
-        await self.store.record_delivery_attempt(outcome)
 
     def retry_delay(self, attempts: int) -> float:
         """Seconds before the attempt after ``attempts`` failed ones."""

@@ -89,11 +89,17 @@ def claim_due_deliveries(
     return [decode_delivery(data) for _, data in rows]
 
 
-def record_delivery_attempt(conn: sqlite3.Connection, record: DeliveryRecord) -> None:
-    conn.execute(
-        "UPDATE deliveries SET due = ?, data = ? WHERE id = ?",
-        (_due(record), encode(record), record.id),
-    )
+def record_delivery_attempts(conn: sqlite3.Connection, records: Sequence[DeliveryRecord]) -> None:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.executemany(
+            "UPDATE deliveries SET due = ?, data = ? WHERE id = ?",
+            [(_due(record), encode(record), record.id) for record in records],
+        )
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
 
 
 def list_deliveries(conn: sqlite3.Connection, webhook_id: str, limit: int) -> list[DeliveryRecord]:

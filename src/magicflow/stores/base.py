@@ -33,8 +33,8 @@ Semantics every backend keeps (``tests/contract/test_store_contract.py`` checks 
   each is leased to the caller for ``lease_seconds`` (its due time moves to the end of the
   lease, the record itself is unchanged), so callers racing over one store, in any number of
   processes, never take the same delivery twice; a delivery whose taker died comes due again
-  when its lease ends. ``record_delivery_attempt`` replaces the stored delivery (and ends
-  its lease).
+  when its lease ends. ``record_delivery_attempts`` replaces stored deliveries (and ends
+  their leases).
   ``advance_schedule`` moves a schedule's next run only from the value the caller read (a
   compare-and-set, so two service instances advance a tick once).
 """
@@ -359,9 +359,9 @@ class Store(Protocol):
         return the same delivery within its lease."""
         ...
 
-    async def record_delivery_attempt(self, record: DeliveryRecord) -> None:
-        """Replace the stored delivery of that id (status, attempts, next attempt, last
-        response)."""
+    async def record_delivery_attempts(self, records: Sequence[DeliveryRecord]) -> None:
+        """Replace the stored deliveries of those ids (status, attempts, next attempt, last
+        response), ending their leases."""
         ...
 
     async def list_deliveries(self, webhook_id: str, limit: int = 100) -> list[DeliveryRecord]:

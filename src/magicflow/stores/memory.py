@@ -321,9 +321,10 @@ class MemoryStore:
             self._claims[record.id] = now + lease_seconds
         return claimed
 
-    async def record_delivery_attempt(self, record: DeliveryRecord) -> None:
-        self._deliveries[record.id] = record
-        self._claims.pop(record.id, None)
+    async def record_delivery_attempts(self, records: Sequence[DeliveryRecord]) -> None:
+        for record in records:
+            self._deliveries[record.id] = record
+            self._claims.pop(record.id, None)
 
     async def list_deliveries(self, webhook_id: str, limit: int = 100) -> list[DeliveryRecord]:
         mine = [d for d in self._deliveries.values() if d.webhook_id == webhook_id]

@@ -434,12 +434,16 @@ class PostgreSQLStore:
         )
         return [decode_delivery(row[2]) for row in sorted(rows, key=lambda row: row[:2])]
 
-    async def record_delivery_attempt(self, record: DeliveryRecord) -> None:
+    async def record_delivery_attempts(self, records: Sequence[DeliveryRecord]) -> None:
+        if not records:
+            return
         await self._fetch(
-            "UPDATE deliveries SET due = $2, data = $3 WHERE id = $1",
-            record.id,
-            _due(record),
-            encode(record),
+            "UPDATE deliveries d SET due = u.due, data = u.data "
+            "FROM unnest($1::text[], $2::float8[], $3::bytea[]) AS u(id, due, data) "
+            "WHERE d.id = u.id",
+            [r.id for r in records],
+            [_due(r) for r in records],
+            [encode(r) for r in records],
         )
 
     async def list_deliveries(self, webhook_id: str, limit: int = 100) -> list[DeliveryRecord]:

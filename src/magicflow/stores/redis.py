@@ -555,16 +555,18 @@ class RedisStore:
             rows = await self._claim_deliveries(keys=keys, args=args)
         return [decode_delivery(row) for row in rows if row is not None]
 
-    async def record_delivery_attempt(self, record: DeliveryRecord) -> None:
+    async def record_delivery_attempts(self, records: Sequence[DeliveryRecord]) -> None:
+        if not records:
+            return
         due = self._key("deliveries", "due")
         async with self._redis() as r:
-            pipe = r.pipeline(transaction=True).hset(
-                self._key("deliveries"), record.id, encode(record)
-            )
-            if record.status == "pending" and record.next_attempt is not None:
-                pipe.zadd(due, {record.id: record.next_attempt})
-            else:
-                pipe.zrem(due, record.id)
+            pipe = r.pipeline(transaction=True)
+            for record in records:
+                pipe.hset(self._key("deliveries"), record.id, encode(record))
+                if record.status == "pending" and record.next_attempt is not None:
+                    pipe.zadd(due, {record.id: record.next_attempt})
+                else:
+                    pipe.zrem(due, record.id)
             await pipe.execute()
 
     async def list_deliveries(self, webhook_id: str, limit: int = 100) -> list[DeliveryRecord]:

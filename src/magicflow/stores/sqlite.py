@@ -281,8 +281,9 @@ class SQLiteStore:
             lambda c: _sqlite_hooks.claim_due_deliveries(c, now, limit, lease_seconds)
         )
 
-    async def record_delivery_attempt(self, record: DeliveryRecord) -> None:
-        await self._write(lambda c: _sqlite_hooks.record_delivery_attempt(c, record))
+    async def record_delivery_attempts(self, records: Sequence[DeliveryRecord]) -> None:
+        if records:
+            await self._write(lambda c: _sqlite_hooks.record_delivery_attempts(c, records))
 
     async def list_deliveries(self, webhook_id: str, limit: int = 100) -> list[DeliveryRecord]:
         return await self._read(lambda c: _sqlite_hooks.list_deliveries(c, webhook_id, limit))
