@@ -127,14 +127,18 @@ def test_default_item_input_is_the_item() -> None:
 
 def test_thousand_items_are_not_quadratic() -> None:
     def elapsed(n: int) -> float:
-        run = fan(max_parallel=10)
-        run.start({"items": list(range(n))})
-        began = time.perf_counter()
-        while run.tasks:
-            task = next(iter(run.tasks.values()))
-            run.result(task, ("ok", task.item_index))
-        assert run.st.steps["charge"].output == list(range(n))
-        return time.perf_counter() - began
+        """CPU time (other processes don't count) of the fastest of three runs."""
+        times = []
+        for _ in range(3):
+            run = fan(max_parallel=10)
+            run.start({"items": list(range(n))})
+            began = time.process_time()
+            while run.tasks:
+                task = next(iter(run.tasks.values()))
+                run.result(task, ("ok", task.item_index))
+            times.append(time.process_time() - began)
+            assert run.st.steps["charge"].output == list(range(n))
+        return min(times)
 
     small, big = elapsed(250), elapsed(1000)
     assert big < small * 8  # linear is ~4x; quadratic would be ~16x
