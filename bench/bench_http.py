@@ -59,6 +59,7 @@ def noop(ctx):
 class Sample:
     latencies: dict[str, list[float]] = field(default_factory=lambda: {"start": [], "get": []})
     errors: dict[str, int] = field(default_factory=dict)
+    cpu: float = 0.0  # seconds of CPU the load generator's process spent driving
 
 
 def free_port() -> int:
@@ -197,7 +198,10 @@ async def _drive_httpx(url: str, key: str, clients: int, duration: float) -> Sam
 
 
 def load_process(url: str, key: str, clients: int, duration: float, client: str) -> Sample:
-    return asyncio.run(drive(url, key, clients, duration, client))
+    began = time.process_time()
+    sample = asyncio.run(drive(url, key, clients, duration, client))
+    sample.cpu = time.process_time() - began
+    return sample
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -245,9 +249,11 @@ def report(samples: list[Sample], duration: float, clients: int, server_cpu: flo
         for what, count in s.errors.items():
             errors[what] = errors.get(what, 0) + count
     per_request = server_cpu * 1000 / max(total, 1)
+    generator = sum(s.cpu for s in samples) * 1000 / max(total, 1)
     print(
         f"all requests: {total / duration:,.0f} req/s; server CPU {per_request:.2f} ms per request"
-        f" (busy {server_cpu / duration:.0%} of a core); errors: {errors or 'none'}"
+        f" (busy {server_cpu / duration:.0%} of a core), load generator {generator:.2f} ms; "
+        f"errors: {errors or 'none'}"
     )
     return ok and not errors
 
