@@ -141,6 +141,8 @@ async def test_event_streams_are_admin_only_listed_and_deleted(
         {"queue": "q q", "events": ["*"]},
         {"queue": "q", "events": ["Not An Event"]},
         {"queue": "q", "events": ["*"], "broker": "memory://"},
+        {"queue": "default", "events": ["*"]},  # the service's own queues, on its broker
+        {"queue": "magicflow.results", "events": ["*"]},
         {"queue": "q", "events": ["*"], "broker": "http://x"},
         {"queue": "q", "events": ["*"], "extra": 1},
     ],

@@ -223,6 +223,8 @@ async def test_triggers_through_the_api(
         {"queue": QUEUE, "idempotency_key": "message."},
         {"queue": QUEUE, "idempotency_key": "key", "input": "key"},
         {"queue": QUEUE, "idempotency_key": "key", "broker": "memory://"},
+        {"queue": "default", "idempotency_key": "key"},  # executors' tasks, on its broker
+        {"queue": "magicflow.results.3", "idempotency_key": "key"},
         {"queue": QUEUE, "idempotency_key": "key", "broker": "ftp://x"},
         {"queue": QUEUE, "idempotency_key": "key", "extra": 1},
     ],
@@ -232,3 +234,18 @@ async def test_invalid_triggers_are_refused(
 ) -> None:
     response = await admin.post("/api/v1/workflows/greet/triggers", json=body)
     assert response.status_code == 422, response.text
+
+
+async def test_a_queue_that_steps_use_on_the_services_broker_is_refused(
+    admin: httpx.AsyncClient, greet: None
+) -> None:
+    mailer = GREET.replace("name: greet", "name: mailer").replace(
+        "function: hello", "function: hello\n    queue: mail"
+    )
+    assert (await register(admin, mailer)).status_code == 201
+    body = {"queue": "mail", "idempotency_key": "key"}
+    refused = await admin.post("/api/v1/workflows/greet/triggers", json=body)
+    assert refused.status_code == 422
+    assert "carries the service's own messages" in refused.json()["detail"]
+    elsewhere = body | {"broker": "redis://127.0.0.1:1/0"}  # another broker: its own queues
+    assert (await admin.post("/api/v1/workflows/greet/triggers", json=elsewhere)).status_code == 201

@@ -11,6 +11,7 @@ from magicflow.brokers import broker_from_url
 from magicflow.errors import ConfigurationError
 from magicflow.service.auth import CanAdminister
 from magicflow.service.broker_pool import redact
+from magicflow.service.engine import Engine
 from magicflow.service.event_streams import new_stream_id
 from magicflow.service.hook_schemas import (
     DeliveryList,
@@ -33,9 +34,19 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def check_broker(url: str | None) -> None:
-    """422 unless ``url`` is None or a broker URL this service can use."""
+async def check_target(engine: Engine, queue: str, url: str | None) -> None:
+    """422 unless ``url`` is None or a broker URL this service can use, and ``queue`` is not
+    one that the service's own messages use on its broker (a trigger would take the tasks of
+    executors, an event stream would feed them events)."""
     if url is None:
+        definitions = await engine.store.list_definitions(include_deleted=True)
+        taken = {step.queue for d in definitions for step in engine.catalog.plan_of(d).steps}
+        if queue == "default" or queue in taken or queue.split(".")[0] == "magicflow":
+            raise HTTPException(
+                422,
+                f"queue {queue!r} carries the service's own messages on its broker: choose "
+                "another name, or another broker",
+            )
         return
     if url.startswith("memory:"):
         raise HTTPException(
@@ -64,7 +75,7 @@ def _out(record: EventStreamRecord) -> EventStreamOut:
 async def create_event_stream(request: Request, body: EventStreamIn) -> Any:
     """Publish the events of executions (of ``workflow``, or all) to ``queue``: each event is
     one message, the JSON a webhook would get."""
-    check_broker(body.broker)
+    await check_target(engine_of(request), body.queue, body.broker)
     deliverer = deliverer_of(request)
     record = EventStreamRecord(
         id=new_stream_id(),

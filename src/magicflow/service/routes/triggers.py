@@ -12,7 +12,7 @@ from magicflow.service.auth import CanAdminister, CanRead
 from magicflow.service.broker_pool import redact
 from magicflow.service.hook_schemas import TriggerIn, TriggerList, TriggerOut
 from magicflow.service.ids import new_execution_id
-from magicflow.service.routes.event_streams import check_broker
+from magicflow.service.routes.event_streams import check_target
 from magicflow.service.schemas import Problem
 from magicflow.service.state import engine_of, timestamp
 from magicflow.service.triggers import Triggers
@@ -58,8 +58,8 @@ def _out(record: TriggerRecord, triggers: Triggers) -> TriggerOut:
 async def create_trigger(request: Request, name: Name, body: TriggerIn) -> Any:
     """Start an execution of the workflow for each message on ``queue``: this service's
     instances consume it (competing consumers) from now on."""
-    check_broker(body.broker)
     engine = engine_of(request)
+    await check_target(engine, body.queue, body.broker)
     if await engine.store.get_definition(name, body.version) is None:
         label = name if body.version is None else f"{name}@{body.version}"
         raise HTTPException(404, f"workflow {label} is not registered")
