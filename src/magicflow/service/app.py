@@ -73,14 +73,15 @@ def create_app(engine: Engine, settings: ServiceSettings | None = None) -> FastA
     )
     keys = KeyCache(ttl=settings.key_cache_seconds)
     app.state.service = ServiceState(engine, settings, hub, recorder, keys)
+    # routes are tried in order: the busiest first (no two routers' paths overlap)
+    app.include_router(executions.router, prefix="/api/v1", responses=REQUEST_ERRORS)
+    app.include_router(definitions.router, prefix="/api/v1", responses=REQUEST_ERRORS)
     app.include_router(health.live_router)
     guard: dict[str, Any] = {}
     if not settings.open_health:
         guard = {"dependencies": [CanRead], "responses": AUTH_ERRORS}
     app.include_router(health.router, **guard)
     app.include_router(metrics.router, **guard)
-    app.include_router(definitions.router, prefix="/api/v1", responses=REQUEST_ERRORS)
-    app.include_router(executions.router, prefix="/api/v1", responses=REQUEST_ERRORS)
     install_hooks(app, engine, REQUEST_ERRORS)  # webhooks and schedules
     _install_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
