@@ -61,6 +61,7 @@ Listener = Callable[[str, list[Emit]], None]
 _Inflight = tuple[Batch, list[int], asyncio.Future[CommitResult], float]
 
 _decode_breaker = msgspec.json.Decoder(BreakerState).decode
+RETRY_DELAY = 0.5  # seconds before the loop tries the store again after it failed
 
 
 class Driver:
@@ -304,15 +305,9 @@ class Driver:
                 inbox.append(Item(execution_id, TimerFired(key)))
             batch: Batch | None = None
             if inbox:
-                count = min(len(inbox), self.batch_size)
-                began = time.perf_counter()
-                items = [inbox.popleft() for _ in range(count)]
-                batch = await self._decider.decide_batch(items, self._clock())
-                if self._decider.redo:
-                    inbox.extendleft(reversed(self._decider.redo))
-                    self._decider.redo.clear()
-                self.timings["decide"] += time.perf_counter() - began
-                self._make_room()
+                batch = await self._decide_next()
+                if batch is None:
+                    continue
             if self._inflight is not None:
                 await self._finish(batch)
             if batch is not None:
@@ -320,12 +315,43 @@ class Driver:
             elif self._inflight is not None or inbox:
                 continue
             elif self._done_outbox:
-                done, self._done_outbox[:] = list(self._done_outbox), []
-                await self.store.delete_outbox(done)
+                await self._delete_done_outbox()
             elif self._stopping:
                 return
             else:
                 await self._sleep()
+
+    async def _decide_next(self) -> Batch | None:
+        """Decide the next batch from the inbox. None when a read of the store failed (its
+        server is down): the events are back in the inbox, their cached states dropped (a
+        batch may have been half-decided on them: the store has the truth, and results stay
+        unacknowledged until applied), and they are decided again after a pause."""
+        inbox = self._inbox
+        began = time.perf_counter()
+        items = [inbox.popleft() for _ in range(min(len(inbox), self.batch_size))]
+        try:
+            batch = await self._decider.decide_batch(items, self._clock())
+        except Exception:
+            logger.exception("deciding %d event(s) failed; retrying", len(items))
+            self._decider.forget({item.execution_id for item in items})
+            inbox.extendleft(reversed(items))
+            await asyncio.sleep(RETRY_DELAY)
+            return None
+        if self._decider.redo:
+            inbox.extendleft(reversed(self._decider.redo))
+            self._decider.redo.clear()
+        self.timings["decide"] += time.perf_counter() - began
+        self._make_room()
+        return batch
+
+    async def _delete_done_outbox(self) -> None:
+        done, self._done_outbox[:] = list(self._done_outbox), []
+        try:
+            await self.store.delete_outbox(done)
+        except Exception:
+            logger.warning("deleting %d published outbox row(s) failed; retrying", len(done))
+            self._done_outbox.extend(done)
+            await asyncio.sleep(RETRY_DELAY)
 
     async def _sleep(self) -> None:
         loop = asyncio.get_running_loop()
@@ -369,7 +395,7 @@ class Driver:
             logger.exception("committing a batch failed; deciding it again")
             self._done_outbox.extend(done)
             self._redo(batch, following, set(batch.txns), conflicted=False)
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(RETRY_DELAY)
             return
         self._inflight = None
         crash_point("after_commit")
