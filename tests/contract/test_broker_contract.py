@@ -237,6 +237,24 @@ async def test_dead_letter_keeps_the_reason(make: Factory, queue: str) -> None:
     assert await broker.receive(queue, 10, VT * 1.5) == []
 
 
+async def test_stop_receiving_hands_back_what_was_delivered_ahead(
+    make: Factory, backend: str, queue: str
+) -> None:
+    """A process that stops reading a queue but stays connected (a service instance that
+    gave up a partition) must not keep the messages pushed to it ahead of time."""
+    first, second = await make(), await make()
+    stop_receiving = getattr(first, "stop_receiving", None)
+    if stop_receiving is None:
+        pytest.skip(f"{backend}: consumers pull, nothing is delivered ahead")
+    await first.publish(queue, bodies(5))
+    got = await take(first, queue, 1)  # the other four are delivered ahead (prefetch)
+    await stop_receiving(queue)
+    rest = await take(second, queue, 4)
+    assert sorted(d.body for d in got + rest) == bodies(5)
+    await first.ack(got)
+    await second.ack(rest)
+
+
 async def test_receive_waits_at_most_wait(make: Factory, queue: str) -> None:
     broker = await make()
     started = time.monotonic()

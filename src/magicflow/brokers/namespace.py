@@ -76,3 +76,10 @@ class NamespacedBroker:
     async def delete_queue(self, queue: str) -> None:
         """Remove the queue from the server (operators and tests; not every backend has it)."""
         await self.inner.delete_queue(self.name(queue))  # type: ignore[attr-defined]
+
+    async def stop_receiving(self, queue: str) -> None:
+        """Give back what was delivered ahead of ``queue`` (see the RabbitMQ broker), where
+        the backend has such a thing."""
+        stop_receiving = getattr(self.inner, "stop_receiving", None)
+        if stop_receiving is not None:
+            await stop_receiving(self.name(queue))

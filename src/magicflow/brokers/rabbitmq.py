@@ -294,6 +294,26 @@ class RabbitMQBroker:
                 await channel.close()
         return found
 
+    async def stop_receiving(self, queue: str) -> None:
+        """Stop consuming ``queue``: cancel its consumer and requeue what RabbitMQ delivered
+        ahead (prefetch) that no ``receive`` took. AMQP has no visibility timeout: a process
+        that stops reading a queue but stays connected would hold those messages, unacked,
+        away from every other consumer until it disconnects."""
+        consumer = self._consumers.pop(queue, None)
+        buffer = self._buffers.pop(queue, None)
+        async with _errors():
+            if consumer is not None:
+                await consumer[0].cancel(consumer[1])
+            if buffer is None:
+                return
+            await asyncio.sleep(0)  # deliveries that arrived before the cancel was confirmed
+            while not buffer.empty():
+                message = buffer.get_nowait()
+                if not message.channel.is_closed:
+                    await message.nack(requeue=True)
+                if buffer.empty():
+                    await asyncio.sleep(0)
+
     # ------------------------------------------------------------------ operators and tests
 
     async def delete_queue(self, queue: str) -> None:

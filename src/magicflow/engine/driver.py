@@ -494,6 +494,8 @@ class Driver:
             consumer = self._consumers.pop(partition, None)
             if consumer is not None:
                 consumer.cancel()
+                if not self._stopping and self._tg is not None:
+                    self._tg.create_task(self._give_back(partition, consumer))
         if lost:
 
             def gone(execution_id: str) -> bool:
@@ -506,6 +508,20 @@ class Driver:
         for partition in gained:
             if partition not in self._consumers:
                 self._consumers[partition] = self._consume(results_queue(partition))
+
+    async def _give_back(self, partition: int, consumer: asyncio.Task[None]) -> None:
+        """Once the results consumer of a lost partition has ended, let the broker requeue the
+        results it delivered ahead to this process (``stop_receiving``, where the broker has
+        it: RabbitMQ pushes messages, and would keep them here, unacknowledged, away from the
+        partition's new owner), unless the partition came back meanwhile."""
+        await asyncio.wait([consumer])
+        stop_receiving = getattr(self.broker, "stop_receiving", None)
+        if stop_receiving is None or partition in self._consumers:
+            return
+        try:
+            await stop_receiving(results_queue(partition))
+        except Exception:
+            logger.warning("giving back the results of partition %d failed", partition)
 
     async def _poll_timers(self) -> None:
         """Put the timers of our partitions that come due soon into the heap: set by another
