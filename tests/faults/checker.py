@@ -8,14 +8,15 @@ Per run:
 - **wrong**: one that ended otherwise than its input says it must, a step whose attempts are
   not what its retry policy gives (``expect``), or a call of an attempt the state never
   counted (a task published from a transition that did not commit);
-- **twice**: a step result applied more than once: a step with more than one ``step.completed``
-  event, or an output that is not the one of the step's last attempt (a late result of an
-  earlier attempt applied over it);
+- **twice**: a step result applied more than once, or a step decided twice: a step with more
+  than one ``step.completed`` event, an output that is not the one of the step's last attempt
+  (a late result of an earlier attempt applied over it), or one attempt dispatched under two
+  task ids (two instances, or a timer that fired twice, made the same decision);
 - **outbox**: task messages left in the store's outbox after the run;
 - **duplicates**: calls of a task beyond the first, from the ledger (allowed: delivery is at
   least once; reported);
-- **recovery**: seconds from the last fault to the first transition committed after it, and
-  to the end of the last execution.
+- **recovery**: seconds from a fault to the first transition committed after it (the worst
+  over the run's faults), and from the last fault to the last transition of the run.
 """
 
 from __future__ import annotations
@@ -65,6 +66,14 @@ class Ledger:
 
     def duplicates(self) -> int:
         return len(self.calls) - len(self.tasks())
+
+    def decided_twice(self) -> list[tuple[str, str, str, int]]:
+        """Step attempts dispatched under two task ids: the decision to run the attempt was
+        made twice (by two instances, or by a timer that fired twice)."""
+        ids: dict[tuple[str, str, str, int], set[str]] = defaultdict(set)
+        for _, execution_id, step_id, step_type, attempt, task_id, _ in self.calls:
+            ids[(execution_id, step_id, step_type, attempt)].add(task_id)
+        return [key for key, tasks in ids.items() if len(tasks) > 1]
 
 
 @dataclass
@@ -136,6 +145,9 @@ async def check(
     ledger = Ledger.read(cluster.ledger)
     seen = ledger.attempts()
     report.calls, report.duplicates = len(ledger.calls), ledger.duplicates()
+    for execution_id, step_id, step_type, attempt in ledger.decided_twice():
+        report.twice += 1
+        report.notes.append(f"{execution_id}/{step_id} ({step_type}) attempt {attempt}: two tasks")
     report.executions = len(inputs)
     report.faults = len(cluster.faults)
     last_fault = cluster.faults[-1][1] if cluster.faults else None
@@ -156,9 +168,11 @@ async def check(
         report.outbox = len(await store.pending_outbox(10_000))
     finally:
         await store.close()
-    if last_fault is not None:
+    if last_fault is not None:  # the worst fault: the longest wait for a transition after it
+        waits = [min((t for t in transitions if t >= at), default=None) for _, at in cluster.faults]
+        firsts = [t - at for t, (_, at) in zip(waits, cluster.faults, strict=True) if t is not None]
+        report.first_progress = max(firsts) if firsts else None
         after = [t for t in transitions if t >= last_fault]
-        report.first_progress = min(after) - last_fault if after else None
         report.all_done = max(after) - last_fault if after else None
     report.seconds = time.time() - began
     return report
@@ -177,7 +191,10 @@ def _check_execution(
     status = str(state.status)
     if status not in TERMINAL:
         report.stuck += 1
-        report.notes.append(f"{key}: still {status}")
+        waiting = {
+            step_id: f"{step.status}/{step.attempts}" for step_id, step in state.steps.items()
+        }
+        report.notes.append(f"{key}: still {status} {waiting} (execution {state.id})")
         return
     if status == "completed":
         report.completed += 1

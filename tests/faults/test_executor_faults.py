@@ -82,9 +82,9 @@ async def test_sigkill_an_executor_mid_step(pair: Pair, make_cluster: MakeCluste
     report.extra["redelivered"] = len(again)
     report.extra["redelivery_after"] = f"{min(again) - killed_at:.1f}s" if again else "-"
     report.publish()
-    assert done is not None, cluster.logs()
     assert again, "no task of the killed executor ran again: the kill proved nothing"
     report.assert_ok(min_completed=count)
+    assert done is not None, cluster.logs()
 
 
 STALL = 6.0  # seconds an executor is stopped: three times the steps' timeout
@@ -126,9 +126,9 @@ async def test_sigstop_an_executor_past_the_step_timeout(
     late = _late_calls(ledger, stalled.pid, stopped_at)
     report.extra["late_results_dropped"] = late
     report.publish()
-    assert done is not None, cluster.logs()
     assert late, "the stalled executor held no step that was retried: the stop proved nothing"
     report.assert_ok(min_completed=count)
+    assert done is not None, cluster.logs()
 
 
 def _late_calls(ledger: Ledger, pid: int, since: float) -> int:
@@ -202,12 +202,12 @@ async def test_a_poison_message_is_dead_lettered(pair: Pair, make_cluster: MakeC
     report.extra["executor_restarts"] = sum(p.starts - 1 for p in cluster.executors)
     report.extra["dead_letters"] = len(dead)
     report.publish()
-    assert poisoned is not None, cluster.logs()
-    assert done is not None, cluster.logs()
     assert poison_calls == MAX_DELIVERIES
     reasons = sorted(reason.split(":")[0] for _, reason in dead)
     assert reasons == ["poison message", "undecodable task message"], dead
     report.assert_ok(min_completed=len(inputs) - 1)
+    assert poisoned is not None, cluster.logs()
+    assert done is not None, cluster.logs()
 
 
 async def _publish(cluster: Cluster, body: bytes) -> None:

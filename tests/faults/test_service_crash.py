@@ -82,5 +82,5 @@ async def test_sigkill_at_each_crash_point(pair: Pair, make_cluster: MakeCluster
         began,
     )
     report.publish()
-    assert done is not None, cluster.logs()
     report.assert_ok(min_completed=COUNT)
+    assert done is not None, cluster.logs()
