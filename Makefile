@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help install demo test lint typecheck contracts unit slow bench clean
+.PHONY: help install demo test lint typecheck contracts unit slow bench bench-distributed bench-http clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
@@ -38,8 +38,14 @@ unit: $(STAMP)  ## the fast tests only
 test: lint typecheck contracts  ## everything CI runs: lint, types, import contracts, all tests
 	$(BIN)/pytest -q
 
-bench: $(STAMP)  ## all benchmarks, printed as a table
+bench: $(STAMP)  ## W1-W4 embedded (SQLite + in-process broker), printed as a table
 	$(BIN)/python -m bench
+
+bench-distributed: $(STAMP)  ## W1-W4 over the real stores and brokers, one column per pair
+	$(BIN)/python -m bench distributed
+
+bench-http: $(STAMP)  ## magic-flow server under 200 concurrent HTTP clients
+	$(BIN)/python -m bench.bench_http
 
 clean:  ## remove the virtualenv and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
