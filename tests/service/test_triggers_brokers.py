@@ -178,3 +178,46 @@ async def test_a_kafka_trigger_takes_its_idempotency_key_from_the_record_key(
     assert await engine.store.find_idempotent("greet", "trigger:tr_k:order-2") is not None
     ((body, reason),) = await client.dead_letters(queue)
     assert (json.loads(body), reason) == ({"name": "x"}, "the message has no key")
+
+
+async def test_a_deleted_trigger_hands_back_what_rabbitmq_delivered_ahead(
+    engine: Engine, greet: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, queue = URLS["rabbitmq"], f"trig-{uuid.uuid4().hex[:10]}"
+    client = broker_from_url(url)
+    await client.connect()
+    entered, release = asyncio.Event(), asyncio.Event()
+    start = engine.start
+
+    async def held_start(*args: Any, **kwargs: Any) -> str:
+        entered.set()
+        await release.wait()
+        return await start(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "start", held_start)
+    pool = BrokerPool(engine.broker)
+    try:
+        await client.publish(queue, [json.dumps({"name": f"n{n}"}).encode() for n in range(5)])
+        await engine.store.save_trigger(
+            TriggerRecord("tr_r", "greet", queue, "message.name", 1.0, broker=url)
+        )
+        async with Triggers(engine, pool, wait=0.2, batch=1) as triggers:
+            await triggers.refresh()
+            await asyncio.wait_for(entered.wait(), 20)  # one message taken, the rest prefetched
+            await engine.store.delete_trigger("tr_r")
+            stopping = asyncio.create_task(triggers.refresh())
+            release.set()
+            await stopping
+            assert triggers.running == []
+            rest: list[bytes] = []
+            async with asyncio.timeout(10):  # while this process stays connected
+                while len(rest) < 4:
+                    got = await client.receive(queue, 10, 0.2)
+                    rest += [d.body for d in got]
+                    await client.ack(got)
+        assert sorted(json.loads(b)["name"] for b in rest) == ["n1", "n2", "n3", "n4"]
+        assert len((await engine.list_executions(workflow="greet"))["items"]) == 1
+    finally:
+        await pool.close()
+        await client.delete_queue(queue)  # type: ignore[attr-defined]
+        await client.close()

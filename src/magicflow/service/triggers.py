@@ -103,7 +103,8 @@ class Triggers:
         self.retry_delay = retry_delay
         self.listeners: list[Callable[[str, str, int], None]] = []  # (workflow, outcome, n)
         self.errors: dict[str, str] = {}  # trigger id -> why its consumer cannot receive
-        self._consumers: dict[str, tuple[asyncio.Event, asyncio.Task[None]]] = {}
+        # trigger id -> (its record, set to stop it, its task)
+        self._consumers: dict[str, tuple[TriggerRecord, asyncio.Event, asyncio.Task[None]]] = {}
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
 
@@ -152,22 +153,38 @@ class Triggers:
                     task = asyncio.create_task(
                         self._consume(record, stop), name=f"magicflow-trigger-{trigger_id}"
                     )
-                    self._consumers[trigger_id] = (stop, task)
+                    self._consumers[trigger_id] = (record, stop, task)
 
     async def _stop(self, trigger_ids: Sequence[str]) -> None:
-        """Let each consumer finish the batch it handles (at most a few seconds), then end."""
+        """Let each consumer finish the batch it handles (at most a few seconds), then end,
+        and hand back to the queue what the broker delivered ahead to it."""
         stopping = [self._consumers.pop(i) for i in trigger_ids]
         for trigger_id in trigger_ids:
             self.errors.pop(trigger_id, None)
-        for stop, _ in stopping:
+        for _, stop, _ in stopping:
             stop.set()
-        for _, task in stopping:
+        for record, _, task in stopping:
             try:
                 await asyncio.wait_for(task, self.wait + 10.0)
             except TimeoutError:
                 pass  # wait_for cancelled it
             except Exception:
                 logger.exception("triggers: a consumer failed while stopping")
+            still = {(r.broker, r.queue) for r, _, _ in self._consumers.values()}
+            if (record.broker, record.queue) not in still:
+                await self._hand_back(record)
+
+    async def _hand_back(self, record: TriggerRecord) -> None:
+        """RabbitMQ pushes messages ahead (a prefetch) to a consumer; one that stops reading
+        but stays connected would keep them from every other consumer (``stop_receiving``
+        requeues them; brokers whose consumers pull have nothing to hand back)."""
+        try:
+            broker = await self.brokers.get(record.broker)
+            stop_receiving = getattr(broker, "stop_receiving", None)
+            if stop_receiving is not None:
+                await stop_receiving(record.queue)
+        except Exception as exc:
+            logger.warning("trigger %s: cannot hand back prefetched messages: %s", record.id, exc)
 
     # ------------------------------------------------------------------ one consumer
 
