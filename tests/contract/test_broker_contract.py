@@ -24,10 +24,12 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import cast
 
 import pytest
 
 from magicflow.brokers import RESULTS_QUEUE, Broker, Delivery, broker_from_url
+from magicflow.brokers.base import MultiReceive, receives_any
 from magicflow.brokers.memory import MemoryBroker
 from magicflow.brokers.namespace import NamespacedBroker
 from magicflow.errors import ConfigurationError
@@ -377,3 +379,27 @@ def test_a_namespace_must_be_a_plain_word() -> None:
         broker_from_url("redis://127.0.0.1:6379/0?namespace=a.b")
     with pytest.raises(ConfigurationError, match="invalid broker namespace"):
         broker_from_url("memory://?namespace=")
+
+
+async def test_receive_any_reads_several_queues_at_once(make: Factory, queue: str) -> None:
+    broker = await make()
+    if not receives_any(broker):
+        pytest.skip("this backend reads one queue at a time (receive_any is optional)")
+    many = cast(MultiReceive, broker)
+    other = f"{queue}.other"
+    try:
+        await broker.publish(queue, bodies(2))
+        await broker.publish(other, [b"elsewhere"])
+        got: list[Delivery] = []
+        deadline = time.monotonic() + 5
+        while len(got) < 3 and time.monotonic() < deadline:
+            got += await many.receive_any([queue, other], 10, 0.5)
+        assert sorted((d.queue, d.body) for d in got) == [
+            (queue, b"message-0"),
+            (queue, b"message-1"),
+            (other, b"elsewhere"),
+        ]
+        await broker.ack(got)
+        assert await many.receive_any([queue, other], 10, 0.2) == []  # acked: gone
+    finally:
+        await broker.delete_queue(other)  # type: ignore[attr-defined]

@@ -64,3 +64,20 @@ class Broker(Protocol):
     async def dead_letters(self, queue: str, limit: int = 100) -> list[tuple[bytes, str]]:
         """Messages dead-lettered from ``queue``, with their reasons (for operators and tests)."""
         ...
+
+
+@runtime_checkable
+class MultiReceive(Protocol):
+    """A broker that can wait on several queues at once (one round trip for all of them)."""
+
+    async def receive_any(
+        self, queues: Sequence[str], max_messages: int, wait: float
+    ) -> list[Delivery]:
+        """Like ``receive``, from whichever of ``queues`` has messages."""
+        ...
+
+
+def receives_any(broker: Broker) -> bool:
+    """Whether ``broker`` has a real ``receive_any`` (a wrapper answers for what it wraps)."""
+    inner: Broker | None = getattr(broker, "inner", None)
+    return receives_any(inner) if inner is not None else isinstance(broker, MultiReceive)

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import cast
 
-from magicflow.brokers.base import Broker, Delivery
+from magicflow.brokers.base import Broker, Delivery, MultiReceive
 from magicflow.errors import ConfigurationError
 
 _NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -55,6 +56,13 @@ class NamespacedBroker:
 
     async def receive(self, queue: str, max_messages: int, wait: float) -> list[Delivery]:
         return await self.inner.receive(self.name(queue), max_messages, wait)
+
+    async def receive_any(
+        self, queues: Sequence[str], max_messages: int, wait: float
+    ) -> list[Delivery]:
+        """For an inner broker that has it (see ``receives_any``)."""
+        inner = cast(MultiReceive, self.inner)
+        return await inner.receive_any([self.name(q) for q in queues], max_messages, wait)
 
     async def ack(self, deliveries: Sequence[Delivery]) -> None:
         await self.inner.ack(deliveries)

@@ -7,8 +7,10 @@ compete and each entry goes to one of them.
 - ``receive``: ``XREADGROUP ... BLOCK`` (woken by a publish, not polling for new messages).
   Before reading, one Lua script (``redis_receive.lua``) moves due delayed messages back to the
   stream and claims entries idle longer than the visibility timeout (``XAUTOCLAIM``), with
-  their delivery count from the pending entries list. A blocked receive looks for expired
-  entries at least every ``min(visibility_timeout / 4, 1 s)``.
+  their delivery count from the pending entries list. The script runs at most every
+  ``min(visibility_timeout / 4, 1 s)`` per queue (and when a delayed message of this
+  consumer is due), not on every receive: a busy consumer then costs one round trip per
+  batch.
 - ``ack``: ``XACK`` + ``XDEL``, one transaction per call.
 - ``extend``: ``XCLAIM ... IDLE ... JUSTID`` of the entries this consumer still owns
   (``redis_extend.lua``); an extension can't go beyond one visibility timeout from now.
@@ -80,6 +82,7 @@ class RedisBroker:
         self._client: aioredis.Redis | None = None
         self._groups: set[str] = set()
         self._cursors: dict[str, bytes] = {}
+        self._reclaim_at: dict[str, float] = {}  # queue -> when to run the script next
         self._scripts: dict[str, AsyncScript] = {}
 
     # ------------------------------------------------------------------ lifecycle
@@ -150,42 +153,62 @@ class RedisBroker:
     # ------------------------------------------------------------------ receiving
 
     async def receive(self, queue: str, max_messages: int, wait: float) -> list[Delivery]:
+        return await self.receive_any([queue], max_messages, wait)
+
+    async def receive_any(
+        self, queues: Sequence[str], max_messages: int, wait: float
+    ) -> list[Delivery]:
+        """One ``XREADGROUP`` over every queue's stream (the reclaim script runs per queue
+        when that queue's turn has come)."""
         loop = asyncio.get_running_loop()
         give_up = loop.time() + wait
         task = asyncio.current_task()
         async with _errors():
-            await self._ensure_group(queue)
+            for queue in queues:
+                await self._ensure_group(queue)
             while True:
                 if task is not None and task.cancelling():
                     # redis-py can swallow a cancellation that lands while it reads a reply;
                     # the messages claimed meanwhile are delivered again after the timeout
                     raise asyncio.CancelledError
-                taken, next_due = await self._with_group(queue, self._reclaim, queue, max_messages)
+                taken: list[Delivery] = []
+                for queue in queues:
+                    if loop.time() >= self._reclaim_at.get(queue, 0.0):
+                        taken += await self._reclaim_now(queue, max_messages - len(taken))
                 remaining = give_up - loop.time()
                 block: float | None = None
                 if not taken and remaining > 0:
-                    block = min(remaining, self.visibility_timeout / 4, MAX_RECLAIM_INTERVAL)
-                    if next_due is not None:
-                        block = min(block, next_due)
+                    next_reclaim = min(self._reclaim_at[q] for q in queues) - loop.time()
+                    block = max(0.001, min(remaining, next_reclaim))
                 need = max_messages - len(taken)
                 if need > 0:
-                    taken += await self._with_group(queue, self._read, queue, need, block)
+                    taken += await self._with_groups(queues, self._read, queues, need, block)
                 if taken or remaining <= 0:
                     return taken
 
-    async def _read(self, queue: str, count: int, block: float | None) -> list[Delivery]:
+    async def _reclaim_now(self, queue: str, count: int) -> list[Delivery]:
+        now = asyncio.get_running_loop().time()
+        taken, next_due = await self._with_groups([queue], self._reclaim, queue, max(count, 1))
+        pause = min(self.visibility_timeout / 4, MAX_RECLAIM_INTERVAL)
+        if next_due is not None:
+            pause = min(pause, next_due)
+        self._reclaim_at[queue] = now + pause
+        return taken
+
+    async def _read(self, queues: Sequence[str], count: int, block: float | None) -> list[Delivery]:
+        streams = {self._stream(queue): queue for queue in queues}
         reply = await self.client.xreadgroup(
             GROUP,
             self._consumer,
-            {self._stream(queue): ">"},
+            dict.fromkeys(streams, ">"),
             count=count,
             block=None if block is None else max(1, int(block * 1000)),
         )
-        streams: Iterable[Any] = reply.values() if isinstance(reply, dict) else reply or []
+        items: Iterable[Any] = reply.items() if isinstance(reply, dict) else reply or []
         taken: list[Delivery] = []
-        for item in streams:
-            entries = item[1] if isinstance(item, list | tuple) else item
-            for entry in entries or []:
+        for stream, entries in items:
+            queue = streams[stream.decode() if isinstance(stream, bytes) else stream]
+            for entry in (entries[0] if isinstance(reply, dict) else entries) or []:
                 entry_id, fields = entry[0], entry[1]
                 if not fields:  # deleted meanwhile
                     continue
@@ -216,16 +239,19 @@ class RedisBroker:
             taken.append(Delivery(queue, fields[b"b"], prior + int(count_so_far), entry_id))
         return taken, next_due
 
-    async def _with_group(self, queue: str, call: Callable[..., Awaitable[_T]], *args: Any) -> _T:
-        """``call(*args)``; when the stream or group was deleted meanwhile, create it again."""
+    async def _with_groups(
+        self, queues: Sequence[str], call: Callable[..., Awaitable[_T]], *args: Any
+    ) -> _T:
+        """``call(*args)``; when a stream or group was deleted meanwhile, create them again."""
         try:
             return await call(*args)
         except ResponseError as exc:
             if "NOGROUP" not in str(exc):
                 raise
-        self._groups.discard(queue)
-        self._cursors.pop(queue, None)
-        await self._ensure_group(queue)
+        for queue in queues:
+            self._groups.discard(queue)
+            self._cursors.pop(queue, None)
+            await self._ensure_group(queue)
         return await call(*args)
 
     # ------------------------------------------------------------------ settling
@@ -256,6 +282,9 @@ class RedisBroker:
                 await self._scripts["requeue"](
                     keys=[self._stream(queue), self._delayed(queue)], args=args
                 )
+                if delay > 0:  # look for it when it is due
+                    due = asyncio.get_running_loop().time() + delay
+                    self._reclaim_at[queue] = min(self._reclaim_at.get(queue, due), due)
 
     async def extend(self, deliveries: Sequence[Delivery], seconds: float) -> None:
         idle = max(0, int((self.visibility_timeout - seconds) * 1000))

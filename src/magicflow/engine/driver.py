@@ -19,8 +19,9 @@
   time (an in-memory heap mirrors the durable timer rows).
 - Several instances over one store (``ownership``): each decides the executions of the
   partitions it holds a lease on. It consumes those partitions' results queues (tasks name
-  theirs in ``reply_to``), loads their timers from the store as they come due (another
-  instance may have set them), and re-publishes outbox rows another instance left behind.
+  theirs in ``reply_to``; one read for all when the broker can), loads their timers from the
+  store as they come due (another instance may have set them), and re-publishes outbox rows
+  another instance left behind.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from types import TracebackType
 
 import msgspec
 
-from magicflow.brokers.base import RESULTS_QUEUE, Broker, Delivery
+from magicflow.brokers.base import RESULTS_QUEUE, Broker, Delivery, receives_any
 from magicflow.dsl.plan import WorkflowPlan
 from magicflow.engine.batch import Batch, Decide, Item, Txn
 from magicflow.engine.deciding import Decider, ResolvePlan, fail
@@ -137,6 +138,8 @@ class Driver:
             self._helpers.append(self._consume(RESULTS_QUEUE))
         else:
             await self.ownership.renew()
+            if receives_any(self.broker):  # one reader for every partition's results queue
+                self._helpers.append(self._consume(RESULTS_QUEUE, self._results_queues))
             self._helpers += [
                 self._tg.create_task(self.ownership.run(), name="magicflow-leases"),
                 self._tg.create_task(self._poll_timers(), name="magicflow-timers"),
@@ -144,14 +147,24 @@ class Driver:
             ]
         return self
 
-    def _consume(self, queue: str) -> asyncio.Task[None]:
+    def _consume(
+        self, queue: str, queues: Callable[[], list[str]] | None = None
+    ) -> asyncio.Task[None]:
         assert self._tg is not None
         return self._tg.create_task(
             consume_results(
-                self.broker, self.deliver, queue=queue, stopping=lambda: self._stopping
+                self.broker,
+                self.deliver,
+                queue=queue,
+                queues=queues,
+                stopping=lambda: self._stopping,
             ),
             name=f"magicflow-results:{queue}",
         )
+
+    def _results_queues(self) -> list[str]:
+        assert self.ownership is not None
+        return [results_queue(partition) for partition in sorted(self.ownership.held)]
 
     async def __aexit__(
         self,
@@ -503,7 +516,7 @@ class Driver:
 
             self._timers.drop(gone)
             self._decider.forget([eid for eid in self._decider.cache if gone(eid)])
-        if self._stopping or self._tg is None:
+        if self._stopping or self._tg is None or receives_any(self.broker):
             return
         for partition in gained:
             if partition not in self._consumers:

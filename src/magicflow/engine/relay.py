@@ -14,10 +14,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from typing import cast
 
 import msgspec
 
-from magicflow.brokers.base import RESULTS_QUEUE, Broker
+from magicflow.brokers.base import RESULTS_QUEUE, Broker, MultiReceive
 from magicflow.engine.batch import Item
 from magicflow.engine.model import TaskResult
 from magicflow.messages import decode_result
@@ -93,16 +94,25 @@ async def consume_results(
     deliver: Callable[[list[Item]], Awaitable[None]],
     *,
     queue: str = RESULTS_QUEUE,
+    queues: Callable[[], Sequence[str]] | None = None,
     batch: int = 1000,
     wait: float = 30.0,
     stopping: Callable[[], bool] = lambda: False,
 ) -> None:
     """Feed result messages from ``queue`` to the driver until cancelled (or ``stopping()``:
-    a broker may swallow a cancellation that races with a message arriving)."""
+    a broker may swallow a cancellation that races with a message arriving). ``queues``: read
+    those instead, all at once (``MultiReceive``), asking again every second."""
     decode_errors = (msgspec.DecodeError, msgspec.ValidationError)
     while not stopping():
         try:
-            deliveries = await broker.receive(queue, batch, wait)
+            if queues is None:
+                deliveries = await broker.receive(queue, batch, wait)
+            elif names := queues():
+                many = cast(MultiReceive, broker)
+                deliveries = await many.receive_any(names, batch, min(wait, 1.0))
+            else:
+                await asyncio.sleep(0.5)
+                continue
         except Exception:
             logger.exception("receiving results failed; retrying in 1s")
             await asyncio.sleep(1.0)

@@ -130,18 +130,22 @@ class Settler:
         return ok
 
     async def _publish(self, batch: list[_Outcome]) -> list[_Outcome]:
-        """One ``publish`` per results queue; the outcomes whose results were published."""
+        """One ``publish`` per results queue, all at once; the outcomes whose results were
+        published."""
         by_queue: dict[str, list[_Outcome]] = {}
         for outcome in batch:
             by_queue.setdefault(outcome[3], []).append(outcome)
+        groups = list(by_queue.items())
+        sent = await asyncio.gather(
+            *(self.broker.publish(queue, [encode(o[0]) for o in group]) for queue, group in groups),
+            return_exceptions=True,
+        )
         published: list[_Outcome] = []
-        for queue, group in by_queue.items():
-            try:
-                await self.broker.publish(queue, [encode(o[0]) for o in group])
-            except Exception:
-                logger.exception("executor %s: publishing results failed", self._name)
-                continue
-            published.extend(group)
+        for (_, group), error in zip(groups, sent, strict=True):
+            if isinstance(error, BaseException):
+                logger.error("executor %s: publishing results failed", self._name, exc_info=error)
+            else:
+                published.extend(group)
         return published
 
     async def _settle(self, action: Awaitable[None], deliveries: list[Delivery], what: str) -> None:
