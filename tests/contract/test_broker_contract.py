@@ -251,6 +251,11 @@ async def test_stop_receiving_hands_back_what_was_delivered_ahead(
     await first.publish(queue, bodies(5))
     got = await take(first, queue, 1)  # the other four are delivered ahead (prefetch)
     await stop_receiving(queue)
+    if backend == "kafka":  # a partition moves whole: the message taken, not settled, too
+        rest = await take(second, queue, 5, within=10)
+        assert sorted(d.body for d in rest) == bodies(5)
+        await second.ack(rest)
+        return
     rest = await take(second, queue, 4)
     assert sorted(d.body for d in got + rest) == bodies(5)
     await first.ack(got)

@@ -680,6 +680,16 @@ class KafkaBroker:
                 await reader.stop()
         return found[:limit]
 
+    async def stop_receiving(self, queue: str) -> None:
+        """Leave ``queue``'s consumer group: its partitions go to the other members, with what
+        this client took from them and did not settle (a service instance that gave up a
+        partition of executions hands its results queue over this way). A later ``receive``
+        joins again."""
+        member = self._queues.pop(queue, None)
+        if member is not None:
+            async with _errors():
+                await member.close()
+
     # ------------------------------------------------------------------ operators and tests
 
     async def delete_queue(self, queue: str) -> None:
