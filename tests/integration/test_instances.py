@@ -19,6 +19,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
@@ -98,18 +99,27 @@ async def settled(*engines: Engine, holding: int = 16) -> None:
     raise AssertionError(f"the partitions did not settle: {held}")
 
 
+@asynccontextmanager
+async def two_instances(store: str, queue: str) -> AsyncIterator[tuple[Engine, Engine]]:
+    """Two instances that share the partitions, the workflow registered."""
+    async with engine(store) as a, engine(store) as b:
+        await settled(a, b)
+        await a.register(compile_workflow(workflow(queue), "relay.yaml"))
+        yield a, b
+
+
 async def test_two_instances_share_the_executions_and_decide_each_step_once(
     store: str, queue: str
 ) -> None:
     ledger = Ledger()
-    async with engine(store) as a, engine(store) as b:
-        await settled(a, b)
-        await a.register(compile_workflow(workflow(queue), "relay.yaml"))
-        async with Executor(b.broker, ledger.registry(), queues=[queue]):
-            ids = [await (a if n % 2 else b).start("relay", {"n": n}) for n in range(40)]
-            results = await asyncio.gather(
-                *((b if n % 3 else a).wait(eid, timeout=60) for n, eid in enumerate(ids))
-            )
+    async with (
+        two_instances(store, queue) as (a, b),
+        Executor(b.broker, ledger.registry(), queues=[queue]),
+    ):
+        ids = [await (a if n % 2 else b).start("relay", {"n": n}) for n in range(40)]
+        results = await asyncio.gather(
+            *((b if n % 3 else a).wait(eid, timeout=60) for n, eid in enumerate(ids))
+        )
     assert [r["status"] for r in results] == ["completed"] * 40
     assert Counter(ledger.calls) == {(eid, s, 1): 1 for eid in ids for s in ("first", "last")}
     assert a.driver.transitions > 0  # both decided a share
@@ -120,9 +130,7 @@ async def test_an_event_stream_on_one_instance_follows_what_the_other_decides(
     store: str, queue: str
 ) -> None:
     ledger = Ledger()
-    async with engine(store) as a, engine(store) as b:
-        await settled(a, b)
-        await a.register(compile_workflow(workflow(queue), "relay.yaml"))
+    async with two_instances(store, queue) as (a, b):
         ids = (f"sse-{n}-{uuid.uuid4().hex[:8]}" for n in range(1000))
         theirs = next(eid for eid in ids if a.driver.owns(eid) and not b.driver.owns(eid))
         app = create_app(b, ServiceSettings(auth=False))
