@@ -6,6 +6,7 @@ fresh schema or key prefix; in CI a missing server is a failure, never a skip.
 
 from __future__ import annotations
 
+import itertools
 import sys
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
@@ -415,10 +416,17 @@ async def test_webhooks_are_saved_once_listed_oldest_first_and_deleted(store: St
     assert await store.list_webhooks() == [first]
 
 
+async def enqueue(store: Store, *records: DeliveryRecord) -> None:
+    """Store deliveries as the service does: with the transition whose events they carry."""
+    await store.commit([transition(f"x{next(_created)}", deliveries=records)])
+
+
+_created = itertools.count()
+
+
 async def test_deliveries_are_deduplicated_by_id_and_claimed_in_order(store: Store) -> None:
-    assert await store.enqueue_deliveries([]) == 0
-    assert await store.enqueue_deliveries([delivery("d1", next_attempt=7.0), delivery("d2")]) == 2
-    assert await store.enqueue_deliveries([delivery("d1", next_attempt=1.0), delivery("d3")]) == 1
+    await enqueue(store, delivery("d1", next_attempt=7.0), delivery("d2"))
+    await enqueue(store, delivery("d1", next_attempt=1.0), delivery("d3"))  # d1: kept as it was
     assert [d.id for d in await store.claim_due_deliveries(6.0, 1, 30.0)] == ["d2"]
     assert [d.id for d in await store.claim_due_deliveries(6.0, 10, 30.0)] == ["d3"]
     assert await store.claim_due_deliveries(6.5, 10, 30.0) == []  # the others are leased
@@ -426,7 +434,7 @@ async def test_deliveries_are_deduplicated_by_id_and_claimed_in_order(store: Sto
 
 
 async def test_a_claimed_delivery_comes_due_again_when_its_lease_ends(store: Store) -> None:
-    await store.enqueue_deliveries([delivery("d1"), delivery("d2", next_attempt=6.0)])
+    await enqueue(store, delivery("d1"), delivery("d2", next_attempt=6.0))
     assert [d.id for d in await store.claim_due_deliveries(6.0, 10, 10.0)] == ["d1", "d2"]
     assert await store.claim_due_deliveries(15.9, 10, 10.0) == []
     again = await store.claim_due_deliveries(16.0, 10, 10.0)
@@ -434,7 +442,7 @@ async def test_a_claimed_delivery_comes_due_again_when_its_lease_ends(store: Sto
 
 
 async def test_a_recorded_attempt_replaces_the_delivery_and_ends_its_lease(store: Store) -> None:
-    await store.enqueue_deliveries([delivery("d1"), delivery("d2", created_at=2.0)])
+    await enqueue(store, delivery("d1"), delivery("d2", created_at=2.0))
     assert len(await store.claim_due_deliveries(5.0, 10, 100.0)) == 2
     retry = replace(delivery("d1"), attempts=1, next_attempt=9.0, last_status=500)
     await store.record_delivery_attempts([retry])
@@ -505,3 +513,16 @@ async def test_a_schedule_advances_only_from_the_next_run_read(store: Store) -> 
     assert await store.advance_schedule("s1", 1_700_000_100.25, 1_700_000_700.0) is False
     assert await store.advance_schedule("missing", 0.0, 1.0) is False
     assert await store.list_schedules() == [replace(record, next_run=1_700_000_400.5)]
+
+
+async def test_deliveries_are_committed_with_their_transition_and_not_without(
+    store: Store,
+) -> None:
+    await enqueue(store, delivery("d0"))
+    applied = transition("e1", deliveries=[delivery("d0", next_attempt=1.0), delivery("d1")])
+    conflicting = transition("e2", expected=3, deliveries=[delivery("d2")])
+    result = await store.commit([applied, conflicting])
+    assert result.conflicts == {"e2"}
+    claimed = await store.claim_due_deliveries(10.0, 10, 30.0)
+    assert claimed == [delivery("d0"), delivery("d1")]  # d0 was stored already: kept as it was
+    assert await store.list_deliveries("wh1") == [delivery("d1"), delivery("d0")]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -94,9 +95,10 @@ async def test_racing_idempotency_keys_start_one_execution(pair: list[Store]) ->
 
 async def test_racing_claims_never_take_a_delivery_twice(pair: list[Store]) -> None:
     ids = [f"d{n:03d}" for n in range(200)]
-    await pair[0].enqueue_deliveries(
-        [DeliveryRecord(i, "wh", "execution.completed", b"{}", 1.0, next_attempt=1.0) for i in ids]
-    )
+    deliveries = [
+        DeliveryRecord(i, "wh", "execution.completed", b"{}", 1.0, next_attempt=1.0) for i in ids
+    ]
+    await pair[0].commit([replace(create("x"), deliveries=deliveries)])
 
     async def claimer(store: Store) -> list[str]:
         taken: list[str] = []

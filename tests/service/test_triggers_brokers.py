@@ -115,7 +115,8 @@ async def test_lifecycle_events_are_published_once_by_two_instances(
             deliverers.append(
                 await stack.enter_async_context(Deliverer(engine.store, pool, poll=0.02))
             )
-        engine.driver.add_listener(deliverers[0].notify)  # the instance that ran them
+        engine.driver.set_deliveries(deliverers[0].deliveries_for)  # the instance running them
+        engine.driver.add_listener(deliverers[0].notify)
         runs = [await engine.start("greet", {"name": f"n{n}"}) for n in range(5)]
         for execution_id in runs:
             await engine.wait(execution_id, timeout=10)

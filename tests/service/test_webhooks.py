@@ -21,7 +21,8 @@ from fastapi import FastAPI
 from magicflow.service import Engine
 from magicflow.service.deliveries import Deliverer
 from magicflow.service.webhooks import sign
-from magicflow.stores.base import DeliveryRecord, WebhookRecord
+from magicflow.stores.base import DeliveryRecord, Transition, WebhookRecord
+from magicflow.stores.memory import MemoryStore
 
 from .conftest import GREET, register, wait_status
 
@@ -235,13 +236,15 @@ async def test_invalid_subscriptions_are_refused(
 
 
 async def test_pending_deliveries_in_the_store_are_sent_after_a_restart(
-    engine: Engine, receiver: Receiver
+    receiver: Receiver,
 ) -> None:
-    store = engine.store
+    store = MemoryStore()  # as a crashed service left it: a commit with a pending delivery
     await store.save_webhook(WebhookRecord("wh_1", receiver.url, "k" * 16, ("*",), 1.0))
     body = b'{"id": "dlv_1"}'
     pending = DeliveryRecord("dlv_1", "wh_1", "execution.completed", body, 1.0, next_attempt=1.0)
-    await store.enqueue_deliveries([pending])
+    committed = Transition("e_1", 0, b"{}", "wf", "1", "completed", None, 1.0, 1.0)
+    committed.deliveries = [pending]
+    await store.commit([committed])
     async with Deliverer(store, poll=0.05):
         async with asyncio.timeout(10):
             while True:
@@ -259,3 +262,15 @@ def test_backoff_doubles_up_to_its_cap_and_signatures_are_plain_hmac() -> None:
     assert [deliverer.retry_delay(n) for n in range(1, 6)] == [1.0, 2.0, 4.0, 5.0, 5.0]
     expected = hmac.new(b"secret", b"1700000000.{}", hashlib.sha256).hexdigest()
     assert sign("secret", "1700000000", b"{}") == f"sha256={expected}"
+
+
+async def test_deliveries_are_committed_with_the_transition_that_emitted_them(
+    engine: Engine, admin: httpx.AsyncClient
+) -> None:
+    """Stored by the commit itself (not after it): a crash right after cannot lose them."""
+    await register(admin, GREET)
+    hook = await subscribe(admin, url="http://127.0.0.1:9/", events=["execution.started"])
+    execution_id = await engine.start("greet", {"name": "a"})  # returns once committed
+    (pending,) = await engine.store.list_deliveries(hook["id"])  # nothing has sent it yet
+    assert (pending.status, pending.event, pending.attempts) == ("pending", "execution.started", 0)
+    assert json.loads(pending.body)["execution_id"] == execution_id

@@ -12,7 +12,7 @@ child's end.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import msgspec
@@ -38,13 +38,16 @@ from magicflow.engine.model import (
     TimerFired,
     UpdateBreaker,
 )
-from magicflow.stores.base import TERMINAL_STATUSES, Transition
+from magicflow.stores.base import TERMINAL_STATUSES, DeliveryRecord, Transition
 
 logger = logging.getLogger(__name__)
 
 Decide = Callable[
     [ExecutionState | None, Event, WorkflowPlan, float, Mapping[str, BreakerState]], Decision
 ]
+
+# the deliveries (to webhooks, event streams) of what a transition emitted, committed with it
+DeliveriesOf = Callable[[Transition, list[Emit]], Sequence[DeliveryRecord]]
 
 _encode = msgspec.json.Encoder().encode
 
@@ -124,9 +127,11 @@ class Batch:
         breakers: dict[str, BreakerState],
         record_events: bool = True,
         reply_to: Callable[[str], str] | None = None,
+        deliveries_of: DeliveriesOf | None = None,
     ) -> None:
         self.decide = decide
         self.reply_to = reply_to  # execution id -> the results queue its tasks name
+        self.deliveries_of = deliveries_of
         self.now = now
         self.breakers = breakers
         self.record_events = record_events
@@ -177,6 +182,8 @@ class Batch:
                 txn.idempotency_key,
                 _encode(txn.emits) if txn.emits and record_events else None,
             )
+            if txn.emits and self.deliveries_of is not None:
+                transition.deliveries = self.deliveries_of(transition, txn.emits)
             out.append(transition)
         return out
 

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Iterable
 import msgspec
 
 from magicflow.dsl.plan import WorkflowPlan
-from magicflow.engine.batch import Batch, Decide, Item, Txn
+from magicflow.engine.batch import Batch, Decide, DeliveriesOf, Item, Txn
 from magicflow.engine.model import (
     BreakerState,
     ChildFinished,
@@ -58,6 +58,7 @@ class Decider:
         self.breakers: dict[str, BreakerState] = {}
         self.redo: list[Item] = []  # items to decide again (their state was half-decided)
         self.reply_to: Callable[[str], str] | None = None  # see ``Batch.reply_to``
+        self.deliveries_of: DeliveriesOf | None = None  # see ``Driver.set_deliveries``
 
     def forget(self, execution_ids: Iterable[str]) -> None:
         for execution_id in execution_ids:
@@ -70,7 +71,14 @@ class Decider:
             del self.cache[txn.execution_id]
 
     async def decide_batch(self, items: list[Item], now: float) -> Batch:
-        batch = Batch(self._decide, now, self.breakers, self.record_events, self.reply_to)
+        batch = Batch(
+            self._decide,
+            now,
+            self.breakers,
+            self.record_events,
+            self.reply_to,
+            self.deliveries_of,
+        )
         queue = deque(items)
         while queue:
             await self._load(batch, queue)

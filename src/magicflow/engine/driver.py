@@ -37,7 +37,7 @@ import msgspec
 
 from magicflow.brokers.base import RESULTS_QUEUE, Broker, Delivery, receives_any
 from magicflow.dsl.plan import WorkflowPlan
-from magicflow.engine.batch import Batch, Decide, Item, Txn
+from magicflow.engine.batch import Batch, Decide, DeliveriesOf, Item, Txn
 from magicflow.engine.deciding import Decider, ResolvePlan, fail
 from magicflow.engine.model import (
     BreakerState,
@@ -289,6 +289,12 @@ class Driver:
 
     def remove_listener(self, listener: Listener) -> None:
         self._listeners.remove(listener)
+
+    def set_deliveries(self, source: DeliveriesOf | None) -> None:
+        """``source(transition, emits)``: the deliveries of what a transition emitted (to
+        webhooks, event streams), committed in the same transaction as the transition, so
+        that a crash cannot lose them. Called while deciding: it must be quick and not fail."""
+        self._decider.deliveries_of = source
 
     def wake(self) -> None:
         """Look at the timers again now (for a clock that is moved by hand in tests)."""

@@ -2,14 +2,15 @@
 ``service/webhooks.py``) and event streams (a message on a broker queue,
 ``service/event_streams.py``).
 
-``Deliverer.notify`` is a driver listener: after each commit it queues what the transition
-emitted (nothing when no subscription exists). A fan-out task turns each event into one
-delivery per matching subscription and writes them to the store (an outbox: a restart, or a
-crash, keeps what is pending); a sender task claims the deliveries that are due, attempts them
-and records each attempt (status, response code or error, next attempt). A failed attempt is
-retried with exponential backoff (``backoff`` · 2^(attempt-1), at most ``max_backoff``) until
-``max_attempts``; then the delivery is ``failed``. Deliveries are at least once: receivers
-deduplicate on the delivery id, which stays the same across attempts.
+``Deliverer.deliveries_for`` is the driver's delivery source: while a transition is decided,
+it makes one delivery per event it emitted and matching subscription, and the store commits
+them with the transition (an outbox: a crash loses none, a restart sends what is pending).
+``notify``, a driver listener, wakes the sender after the commit. The sender claims the
+deliveries that are due, attempts them and records each attempt (status, response code or
+error, next attempt). A failed attempt is retried with exponential backoff (``backoff`` ·
+2^(attempt-1), at most ``max_backoff``) until ``max_attempts``; then the delivery is
+``failed``. Deliveries are at least once: receivers deduplicate on the delivery id, which
+stays the same across attempts.
 
 Taking due deliveries is a claim (``Store.claim_due_deliveries``): each is leased to this
 instance for ``lease`` seconds, so several service instances on one store never attempt one
@@ -31,20 +32,23 @@ from dataclasses import replace
 from types import TracebackType
 
 import httpx
-import msgspec
 
-from magicflow.engine.model import Emit, ExecutionState
+from magicflow.engine.model import Emit
 from magicflow.service import event_streams, webhooks
 from magicflow.service.broker_pool import BrokerPool
 from magicflow.service.ids import new_execution_id
 from magicflow.service.state import timestamp
-from magicflow.stores.base import DeliveryRecord, EventStreamRecord, Store, WebhookRecord
+from magicflow.stores.base import (
+    DeliveryRecord,
+    EventStreamRecord,
+    Store,
+    Transition,
+    WebhookRecord,
+)
 
 logger = logging.getLogger(__name__)
 
-_decode_state = msgspec.json.Decoder(ExecutionState).decode
 _BATCH = 100  # at once: httpx keeps 100 connections, each attempt well within the lease
-_Pending = tuple[str, list[Emit], float]  # execution id, what it emitted, when
 Subscription = WebhookRecord | EventStreamRecord
 
 
@@ -83,12 +87,10 @@ class Deliverer:
         self.lease = lease  # longer than an attempt can take (``timeout``)
         self._transport = transport
         self._subscriptions: dict[str, Subscription] = {}
-        self._pending: list[_Pending] = []
-        self._queued = asyncio.Event()
         self._wake = asyncio.Event()
         self._client: httpx.AsyncClient | None = None
         self._stopping = asyncio.Event()
-        self._tasks: tuple[asyncio.Task[None], asyncio.Task[None]] | None = None  # fan-out, send
+        self._task: asyncio.Task[None] | None = None  # the sender
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -98,10 +100,7 @@ class Deliverer:
             transport=self._transport, timeout=self.timeout, follow_redirects=False
         )
         self._stopping.clear()
-        self._tasks = (
-            asyncio.create_task(self._fan_out_loop(), name="magicflow-deliveries-fan-out"),
-            asyncio.create_task(self._send_loop(), name="magicflow-deliveries-send"),
-        )
+        self._task = asyncio.create_task(self._send_loop(), name="magicflow-deliveries")
         return self
 
     async def __aexit__(
@@ -110,20 +109,14 @@ class Deliverer:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        """The attempts under way finish and are recorded (``timeout`` bounds them), what was
-        queued is written to the store, to be sent after a restart."""
+        """The attempts under way finish and are recorded (``timeout`` bounds them)."""
         self._stopping.set()
         self._wake.set()
-        tasks, self._tasks = self._tasks, None
+        task, self._task = self._task, None
         try:
-            if tasks is not None:
-                fan_out, send = tasks
-                fan_out.cancel()
+            if task is not None:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(send, self.timeout + 5.0)  # cancels it at the end
-                with contextlib.suppress(asyncio.CancelledError):
-                    await fan_out
-            await self.fan_out()
+                    await asyncio.wait_for(task, self.timeout + 5.0)  # cancels it at the end
         finally:
             client, self._client = self._client, None
             if client is not None:
@@ -138,46 +131,24 @@ class Deliverer:
         self._subscriptions = {s.id: s for s in found}
 
     def notify(self, execution_id: str, emits: list[Emit]) -> None:
+        """Driver listener: a transition that emitted events committed (with its
+        deliveries, if any): send them now rather than at the next poll."""
         if self._subscriptions:
-            self._pending.append((execution_id, emits, self.clock()))
-            self._queued.set()
-
-    # ------------------------------------------------------------------ fan-out
-
-    async def _fan_out_loop(self) -> None:
-        while True:
-            await self._queued.wait()
-            self._queued.clear()
-            try:
-                await self.fan_out()
-            except Exception:
-                logger.exception("deliveries: cannot enqueue deliveries; retrying")
-                await asyncio.sleep(self.poll)
-
-    async def fan_out(self) -> int:
-        """Write the deliveries of every queued event; how many."""
-        pending, self._pending = self._pending, []
-        try:
-            records: list[DeliveryRecord] = []
-            workflows = await self._workflows_of({execution_id for execution_id, _, _ in pending})
-            for execution_id, emits, at in pending:
-                found = workflows.get(execution_id)
-                if found is not None:
-                    records += self._deliveries(execution_id, found, emits, at)
-            if records:
-                await self.store.enqueue_deliveries(records)
-        except BaseException:
-            self._pending[:0] = pending  # kept for the next try
-            raise
-        if records:
             self._wake.set()
-        return len(records)
 
-    async def _workflows_of(self, execution_ids: set[str]) -> dict[str, tuple[str, str]]:
-        """``(workflow, version)`` of each execution (one read for them all)."""
-        loaded = await self.store.load_many(sorted(execution_ids)) if execution_ids else {}
-        states = {i: _decode_state(state) for i, (_, state) in loaded.items()}
-        return {i: (state.workflow, state.version) for i, state in states.items()}
+    # ------------------------------------------------------------------ making deliveries
+
+    def deliveries_for(self, transition: Transition, emits: list[Emit]) -> list[DeliveryRecord]:
+        """The driver's delivery source: the deliveries of what ``transition`` emitted,
+        committed with it."""
+        if not self._subscriptions:
+            return []
+        try:
+            workflow = (transition.workflow, transition.workflow_version)
+            return self._deliveries(transition.execution_id, workflow, emits, transition.updated_at)
+        except Exception:  # never in the way of the commit: the events stay in the event log
+            logger.exception("deliveries: cannot make the deliveries of a transition")
+            return []
 
     def _deliveries(
         self, execution_id: str, workflow: tuple[str, str], emits: list[Emit], at: float

@@ -21,6 +21,7 @@ from magicflow.service.triggers import Triggers
 def install(app: FastAPI, engine: Engine, responses: dict[int | str, dict[str, Any]]) -> None:
     brokers = BrokerPool(engine.broker)
     deliverer = Deliverer(engine.store, brokers)
+    engine.driver.set_deliveries(deliverer.deliveries_for)
     engine.driver.add_listener(deliverer.notify)
     app.state.brokers = brokers
     app.state.deliverer = deliverer

@@ -19,3 +19,8 @@ decode_delivery = msgspec.json.Decoder(DeliveryRecord).decode
 decode_schedule = msgspec.json.Decoder(ScheduleRecord).decode
 decode_event_stream = msgspec.json.Decoder(EventStreamRecord).decode
 decode_trigger = msgspec.json.Decoder(TriggerRecord).decode
+
+
+def delivery_due(record: DeliveryRecord) -> float | None:
+    """When the delivery is attempted next (None once it is not pending)."""
+    return record.next_attempt if record.status == "pending" else None

@@ -23,7 +23,8 @@ from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
 
-from magicflow.stores.base import CommitResult, OutboxMessage, Transition
+from magicflow.stores._hooks import delivery_due, encode
+from magicflow.stores.base import CommitResult, DeliveryRecord, OutboxMessage, Transition
 
 _LOCK_VERSIONS = "SELECT id, version FROM executions WHERE id = ANY($1::text[]) FOR UPDATE"
 _IDEMPOTENT = (
@@ -71,6 +72,10 @@ WITH created AS (
     INSERT INTO events (execution_id, version, at, body)
     SELECT * FROM unnest($28::text[], $29::bigint[], $30::float8[], $31::bytea[])
     ON CONFLICT DO NOTHING  -- only a raced create collides, and its transaction is undone
+), deliveries AS (
+    INSERT INTO deliveries (id, webhook_id, created_at, due, data)
+    SELECT * FROM unnest($32::text[], $33::text[], $34::float8[], $35::float8[], $36::bytea[])
+    ON CONFLICT DO NOTHING
 )
 SELECT (SELECT coalesce(array_agg(id), '{}') FROM created),
        (SELECT coalesce(array_agg(execution_id), '{}') FROM keys),
@@ -95,6 +100,7 @@ class _Plan:
         self.breakers: dict[str, bytes] = {}
         self.idempotency: dict[tuple[str, str], str] = {}
         self.events: list[tuple[str, int, float, bytes]] = []
+        self.deliveries: list[DeliveryRecord] = []
 
     def add(self, t: Transition, version: int) -> None:
         eid = t.execution_id
@@ -111,9 +117,10 @@ class _Plan:
         self.breakers.update(t.breakers)
         if t.events is not None:
             self.events.append((eid, version, t.updated_at, t.events))
+        self.deliveries.extend(t.deliveries)
 
     def arguments(self, done_outbox: Sequence[int]) -> list[Any]:
-        """The 31 arrays of ``_WRITE``."""
+        """The 36 arrays of ``_WRITE``."""
         # rows in key order, so that two instances writing the same rows (racing creates,
         # shared breakers) wait for each other instead of deadlocking
         creates = [(self.created[eid], *self.final[eid]) for eid in sorted(self.created)]
@@ -152,6 +159,11 @@ class _Plan:
             [function for function, _ in breakers],
             [state for _, state in breakers],
             *(list(column) for column in events),
+            [d.id for d in self.deliveries],
+            [d.webhook_id for d in self.deliveries],
+            [d.created_at for d in self.deliveries],
+            [delivery_due(d) for d in self.deliveries],
+            [encode(d) for d in self.deliveries],
         ]
 
 

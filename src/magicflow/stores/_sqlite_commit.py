@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 import msgspec
 
+from magicflow.stores._hooks import delivery_due, encode
 from magicflow.stores.base import CommitResult, OutboxMessage, Transition
 
 _VERSIONS = (
@@ -71,12 +72,26 @@ _OUTBOX = _Multi("INSERT INTO outbox (id, queue, body) VALUES", 3)
 _BREAKERS = _Multi("INSERT OR REPLACE INTO breakers (function, state) VALUES", 2)
 _IDEMPOTENCY = _Multi("INSERT INTO idempotency (workflow, key, execution_id) VALUES", 3)
 _EVENTS = _Multi("INSERT INTO events (execution_id, version, at, body) VALUES", 4)
+_DELIVERIES = _Multi(
+    "INSERT INTO deliveries (id, webhook_id, created_at, due, data) VALUES",
+    5,
+    "ON CONFLICT DO NOTHING",
+)
 
 
 class _Rows:
     """The values one batch writes, table by table, flattened row after row."""
 
-    __slots__ = ("breakers", "events", "executions", "idempotency", "outbox", "timer_del", "timers")
+    __slots__ = (
+        "breakers",
+        "deliveries",
+        "events",
+        "executions",
+        "idempotency",
+        "outbox",
+        "timer_del",
+        "timers",
+    )
 
     def __init__(self) -> None:
         self.executions: list[object] = []
@@ -86,6 +101,7 @@ class _Rows:
         self.breakers: list[object] = []
         self.idempotency: list[object] = []
         self.events: list[object] = []
+        self.deliveries: list[object] = []
 
     def add(self, t: Transition, version: int) -> None:
         eid = t.execution_id
@@ -112,6 +128,8 @@ class _Rows:
             self.idempotency += (t.workflow, t.idempotency_key, eid)
         if t.events is not None:
             self.events += (eid, version, t.updated_at, t.events)
+        for d in t.deliveries:
+            self.deliveries += (d.id, d.webhook_id, d.created_at, delivery_due(d), encode(d))
 
 
 def commit(
@@ -180,6 +198,8 @@ def _write(conn: sqlite3.Connection, rows: _Rows, result: CommitResult) -> None:
         _IDEMPOTENCY.run(conn, rows.idempotency)
     if rows.events:
         _EVENTS.run(conn, rows.events)
+    if rows.deliveries:
+        _DELIVERIES.run(conn, rows.deliveries)
 
 
 def _ranges(ids: Sequence[int]) -> list[tuple[int, int]]:

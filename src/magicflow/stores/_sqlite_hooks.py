@@ -8,17 +8,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Literal, TypeVar
 
-from magicflow.stores._hooks import decode_delivery, decode_schedule, encode
+from magicflow.stores._hooks import decode_delivery, decode_schedule, delivery_due, encode
 from magicflow.stores.base import DeliveryRecord, ScheduleRecord
 
 T = TypeVar("T")
 
 # the tables of records kept as JSON: (id, [workflow,] created_at, [next_run,] data)
 Table = Literal["webhooks", "event_streams", "triggers", "schedules"]
-
-
-def _due(record: DeliveryRecord) -> float | None:
-    return record.next_attempt if record.status == "pending" else None
 
 
 def insert(conn: sqlite3.Connection, table: Table, **columns: object) -> bool:
@@ -46,24 +42,6 @@ def select(
 
 def delete(conn: sqlite3.Connection, table: Table, record_id: str) -> bool:
     return conn.execute(f"DELETE FROM {table} WHERE id = ?", (record_id,)).rowcount > 0
-
-
-def enqueue_deliveries(conn: sqlite3.Connection, records: Sequence[DeliveryRecord]) -> int:
-    new = 0
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        for record in records:
-            cursor = conn.execute(
-                "INSERT INTO deliveries (id, webhook_id, created_at, due, data) "
-                "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                (record.id, record.webhook_id, record.created_at, _due(record), encode(record)),
-            )
-            new += cursor.rowcount
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    return new
 
 
 def claim_due_deliveries(
@@ -94,7 +72,7 @@ def record_delivery_attempts(conn: sqlite3.Connection, records: Sequence[Deliver
     try:
         conn.executemany(
             "UPDATE deliveries SET due = ?, data = ? WHERE id = ?",
-            [(_due(record), encode(record), record.id) for record in records],
+            [(delivery_due(record), encode(record), record.id) for record in records],
         )
         conn.execute("COMMIT")
     except BaseException:

@@ -8,7 +8,7 @@ Semantics every backend keeps (``tests/contract/test_store_contract.py`` checks 
 - ``commit`` is a *group* commit: every transition of the batch goes in one database
   transaction. Each carries an expected version (0: the execution must not exist yet); a
   transition whose check fails is not applied at all (neither its state nor its timers,
-  outbox messages, breakers, idempotency key or events) and is reported in
+  outbox messages, breakers, idempotency key, events or deliveries) and is reported in
   ``CommitResult.conflicts``; the others commit. A create whose idempotency key is already
   taken for its workflow is a conflict too. Transitions of the same execution in one batch
   are applied in order, each checked against the version the previous one left.
@@ -28,7 +28,7 @@ Semantics every backend keeps (``tests/contract/test_store_contract.py`` checks 
   (saving either again is a ``ConflictError``). Revoking keeps the record (``revoked_at``).
 - Webhook subscriptions, event streams, triggers and schedules are saved once per id (again:
   ``ConflictError``). Deliveries (of webhooks and event streams alike) are keyed by their id:
-  enqueueing an id already stored is ignored (the id is what receivers deduplicate on).
+  committing an id already stored is ignored (the id is what receivers deduplicate on).
   ``claim_due_deliveries`` takes the pending ones whose next attempt has come, atomically:
   each is leased to the caller for ``lease_seconds`` (its due time moves to the end of the
   lease, the record itself is unchanged), so callers racing over one store, in any number of
@@ -125,6 +125,7 @@ class Transition:
     breakers: Sequence[tuple[str, bytes]] = ()  # (function, state)
     idempotency_key: str | None = None  # recorded for (workflow, key) on create
     events: bytes | None = None  # lifecycle events, appended for watchers
+    deliveries: Sequence[DeliveryRecord] = ()  # of the events, to subscriptions (new ids only)
 
 
 @dataclass(frozen=True, slots=True)
@@ -344,10 +345,6 @@ class Store(Protocol):
 
     async def delete_webhook(self, webhook_id: str) -> bool:
         """False if there is no such subscription (its deliveries stay readable)."""
-        ...
-
-    async def enqueue_deliveries(self, records: Sequence[DeliveryRecord]) -> int:
-        """Store new deliveries (ids already stored are ignored); how many were new."""
         ...
 
     async def claim_due_deliveries(

@@ -188,6 +188,8 @@ class MemoryStore:
             version = t.expected_version + 1
             event = EventRecord(version, t.execution_id, t.updated_at, t.events)
             self._events.setdefault(t.execution_id, []).append(event)
+        for delivery in t.deliveries:
+            self._deliveries.setdefault(delivery.id, delivery)
 
     async def list_executions(
         self,
@@ -294,14 +296,6 @@ class MemoryStore:
 
     async def delete_webhook(self, webhook_id: str) -> bool:
         return self._webhooks.pop(webhook_id, None) is not None
-
-    async def enqueue_deliveries(self, records: Sequence[DeliveryRecord]) -> int:
-        new = 0
-        for record in records:
-            if record.id not in self._deliveries:
-                self._deliveries[record.id] = record
-                new += 1
-        return new
 
     def _due(self, record: DeliveryRecord) -> float | None:
         if record.status != "pending" or record.next_attempt is None:

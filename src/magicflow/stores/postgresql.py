@@ -31,6 +31,7 @@ from magicflow.stores._hooks import (
     decode_schedule,
     decode_trigger,
     decode_webhook,
+    delivery_due,
     encode,
 )
 from magicflow.stores._postgresql_schema import migrate
@@ -403,21 +404,6 @@ class PostgreSQLStore:
     async def delete_webhook(self, webhook_id: str) -> bool:
         return await self._delete("webhooks", webhook_id)
 
-    async def enqueue_deliveries(self, records: Sequence[DeliveryRecord]) -> int:
-        if not records:
-            return 0
-        rows = await self._fetch(
-            "INSERT INTO deliveries (id, webhook_id, created_at, due, data) "
-            "SELECT * FROM unnest($1::text[], $2::text[], $3::float8[], $4::float8[], "
-            "$5::bytea[]) ON CONFLICT DO NOTHING RETURNING 1",
-            [r.id for r in records],
-            [r.webhook_id for r in records],
-            [r.created_at for r in records],
-            [_due(r) for r in records],
-            [encode(r) for r in records],
-        )
-        return len(rows)
-
     async def claim_due_deliveries(
         self, now: float, limit: int, lease_seconds: float
     ) -> list[DeliveryRecord]:
@@ -442,7 +428,7 @@ class PostgreSQLStore:
             "FROM unnest($1::text[], $2::float8[], $3::bytea[]) AS u(id, due, data) "
             "WHERE d.id = u.id",
             [r.id for r in records],
-            [_due(r) for r in records],
+            [delivery_due(r) for r in records],
             [encode(r) for r in records],
         )
 
@@ -522,7 +508,3 @@ class PostgreSQLStore:
             next_run,
         )
         return bool(rows)
-
-
-def _due(record: DeliveryRecord) -> float | None:
-    return record.next_attempt if record.status == "pending" else None

@@ -34,6 +34,7 @@ from magicflow.stores._hooks import (
     decode_schedule,
     decode_trigger,
     decode_webhook,
+    delivery_due,
     encode,
 )
 from magicflow.stores.base import (
@@ -60,7 +61,6 @@ SCHEMA_VERSION = 1  # the key layout; bump it with a migration when the layout c
 _HERE = Path(__file__).parent
 _COMMIT = (_HERE / "redis_commit.lua").read_text()
 _SAVE_API_KEY = (_HERE / "redis_api_key.lua").read_text()
-_ENQUEUE_DELIVERIES = (_HERE / "redis_deliveries.lua").read_text()
 _ADVANCE_SCHEDULE = (_HERE / "redis_schedule.lua").read_text()
 _CLAIM_DELIVERIES = (_HERE / "redis_claim.lua").read_text()
 _EXECUTION_FIELDS = (
@@ -140,6 +140,11 @@ def _append_transition(args: list[Any], t: Transition) -> None:
     args.append(len(t.breakers))
     for function, state in t.breakers:
         args += (function, state)
+    args.append(len(t.deliveries))
+    for d in t.deliveries:
+        next_attempt = delivery_due(d)
+        args += (d.id, d.webhook_id, repr(d.created_at))
+        args += ("" if next_attempt is None else repr(next_attempt), encode(d))
 
 
 def _timer(member: bytes, due: float) -> TimerRecord:
@@ -156,7 +161,6 @@ class RedisStore:
         self._client: aioredis.Redis | None = None
         self._commit: Any = None
         self._save_api_key: Any = None
-        self._enqueue_deliveries: Any = None
         self._advance_schedule: Any = None
         self._claim_deliveries: Any = None
 
@@ -189,7 +193,6 @@ class RedisStore:
         self._client = client
         self._commit = client.register_script(_COMMIT)
         self._save_api_key = client.register_script(_SAVE_API_KEY)
-        self._enqueue_deliveries = client.register_script(_ENQUEUE_DELIVERIES)
         self._advance_schedule = client.register_script(_ADVANCE_SCHEDULE)
         self._claim_deliveries = client.register_script(_CLAIM_DELIVERIES)
 
@@ -527,18 +530,6 @@ class RedisStore:
 
     async def delete_webhook(self, webhook_id: str) -> bool:
         return await self._hdel("webhooks", webhook_id)
-
-    async def enqueue_deliveries(self, records: Sequence[DeliveryRecord]) -> int:
-        if not records:
-            return 0
-        args: list[Any] = [self._key("deliveries", "of", "")]
-        for record in records:
-            due = record.next_attempt if record.status == "pending" else None
-            args += (record.id, record.webhook_id, repr(record.created_at))
-            args += ("" if due is None else repr(due), encode(record))
-        keys = [self._key("deliveries"), self._key("deliveries", "due")]
-        async with self._redis():
-            return int(await self._enqueue_deliveries(keys=keys, args=args))
 
     async def _deliveries(self, r: Any, ids: list[bytes]) -> list[DeliveryRecord]:
         if not ids:

@@ -11,6 +11,7 @@
 --   n, timer key * n             -- timers deleted
 --   n, (queue, body) * n         -- outbox
 --   n, (function, state) * n     -- breakers
+--   n, (id, webhook id, created at, next attempt or "", record) * n   -- deliveries
 -- then: n, outbox id * n         -- outbox messages done (deleted)
 -- Returns {conflicting execution ids, new outbox ids in order, indexes (from 1) of the
 -- transitions applied}.
@@ -19,7 +20,9 @@
 -- idx:status:<s> / idx:parent:<p> (sorted sets of execution ids by creation order), timers
 -- (sorted set of "<id>\0<key>" by due), outbox (sorted set of ids) + outbox:messages
 -- (hash id -> "<queue>\0<body>"), outbox:id, breakers (hash), idempotency (hash
--- "<workflow>\0<key>" -> id), events:<id> (sorted set of "<version>|<at>|<body>" by version).
+-- "<workflow>\0<key>" -> id), events:<id> (sorted set of "<version>|<at>|<body>" by version),
+-- deliveries (hash id -> record), deliveries:due (sorted set of ids by next attempt),
+-- deliveries:of:<webhook id> (sorted set of ids by creation).
 
 local p = ARGV[1]
 local count = tonumber(ARGV[2])
@@ -77,6 +80,8 @@ for index = 1, count do
     i = i + 1 + 2 * n_outbox
     local breakers, n_breakers = i + 1, tonumber(ARGV[i])
     i = i + 1 + 2 * n_breakers
+    local deliveries, n_deliveries = i + 1, tonumber(ARGV[i])
+    i = i + 1 + 5 * n_deliveries
 
     local current = tonumber(redis.call("HGET", p .. "exec:" .. eid, "version") or "0")
     local ok = not conflicted[eid] and current == expected
@@ -119,6 +124,16 @@ for index = 1, count do
         if t.has_events == "1" then
             redis.call("ZADD", p .. "events:" .. eid, version,
                 version .. "|" .. t.updated_at .. "|" .. t.events)
+        end
+        for k = 0, n_deliveries - 1 do
+            local at = deliveries + 5 * k
+            local id = ARGV[at]
+            if redis.call("HSETNX", p .. "deliveries", id, ARGV[at + 4]) == 1 then
+                redis.call("ZADD", p .. "deliveries:of:" .. ARGV[at + 1], ARGV[at + 2], id)
+                if ARGV[at + 3] ~= "" then
+                    redis.call("ZADD", p .. "deliveries:due", ARGV[at + 3], id)
+                end
+            end
         end
     end
 end

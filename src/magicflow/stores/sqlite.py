@@ -271,9 +271,6 @@ class SQLiteStore:
     async def delete_webhook(self, webhook_id: str) -> bool:
         return await self._delete("webhooks", webhook_id)
 
-    async def enqueue_deliveries(self, records: Sequence[DeliveryRecord]) -> int:
-        return await self._write(lambda c: _sqlite_hooks.enqueue_deliveries(c, records))
-
     async def claim_due_deliveries(
         self, now: float, limit: int, lease_seconds: float
     ) -> list[DeliveryRecord]:
