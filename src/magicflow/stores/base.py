@@ -351,7 +351,7 @@ class Store(Protocol):
         self, now: float, limit: int, lease_seconds: float
     ) -> list[DeliveryRecord]:
         """Take the pending deliveries due at ``now`` or before (at most ``limit``, earliest
-        first, those due at once in the order they were enqueued): each is due again only at
+        first, those due at once in the order they were stored): each is due again only at
         ``now + lease_seconds`` unless an attempt is recorded first. No two claims ever
         return the same delivery within its lease."""
         ...
