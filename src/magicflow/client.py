@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, NoReturn
@@ -290,6 +290,65 @@ class Client:
         )
         return await self.wait(execution_id, timeout)
 
+    # ------------------------------------------------------------------ triggers, event streams
+
+    async def create_trigger(
+        self,
+        workflow: str,
+        queue: str,
+        *,
+        idempotency_key: str,
+        input: str = "message",
+        broker: str | None = None,
+        version: str | None = None,
+    ) -> dict[str, Any]:
+        """Start an execution of ``workflow`` for each message on ``queue``: its idempotency
+        key and input are parts of the message (``"message.order.id"``, ``"key"``...)."""
+        body = {"queue": queue, "idempotency_key": idempotency_key, "input": input}
+        body |= _given(broker=broker, version=version)
+        path = f"{_API}/workflows/{_seg(workflow)}/triggers"
+        return await self._json("POST", path, json=body)
+
+    async def list_triggers(self, workflow: str | None = None) -> list[dict[str, Any]]:
+        """The triggers of ``workflow`` (of every workflow when None), oldest first."""
+        path = (
+            f"{_API}/triggers"
+            if workflow is None
+            else f"{_API}/workflows/{_seg(workflow)}/triggers"
+        )
+        return list((await self._json("GET", path))["items"])
+
+    async def get_trigger(self, trigger_id: str) -> dict[str, Any]:
+        return await self._json("GET", f"{_API}/triggers/{_seg(trigger_id)}")
+
+    async def delete_trigger(self, trigger_id: str) -> None:
+        await self._call("DELETE", f"{_API}/triggers/{_seg(trigger_id)}")
+
+    async def create_event_stream(
+        self,
+        queue: str,
+        events: Sequence[str] = ("*",),
+        *,
+        workflow: str | None = None,
+        broker: str | None = None,
+    ) -> dict[str, Any]:
+        """Publish the lifecycle events ``events`` (of ``workflow``, or all) to ``queue``."""
+        body = {"queue": queue, "events": list(events)} | _given(workflow=workflow, broker=broker)
+        return await self._json("POST", f"{_API}/event-streams", json=body)
+
+    async def list_event_streams(self) -> list[dict[str, Any]]:
+        return list((await self._json("GET", f"{_API}/event-streams"))["items"])
+
+    async def delete_event_stream(self, stream_id: str) -> None:
+        await self._call("DELETE", f"{_API}/event-streams/{_seg(stream_id)}")
+
+    async def event_stream_deliveries(
+        self, stream_id: str, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        """An event stream's delivery log, newest first."""
+        path = f"{_API}/event-streams/{_seg(stream_id)}/deliveries"
+        return list((await self._json("GET", path, params={"limit": limit}))["items"])
+
     # ------------------------------------------------------------------ health
 
     async def health(self) -> dict[str, Any]:
@@ -322,6 +381,11 @@ class Client:
     async def metrics(self) -> str:
         """``/metrics``, the Prometheus text."""
         return (await self._call("GET", "/metrics")).text
+
+
+def _given(**fields: Any) -> dict[str, Any]:
+    """The optional fields of a body that were given."""
+    return {name: value for name, value in fields.items() if value is not None}
 
 
 def _seg(value: str) -> str:
@@ -503,6 +567,57 @@ class SyncClient:
                 timeout=timeout,
             )
         )
+
+    def create_trigger(
+        self,
+        workflow: str,
+        queue: str,
+        *,
+        idempotency_key: str,
+        input: str = "message",
+        broker: str | None = None,
+        version: str | None = None,
+    ) -> dict[str, Any]:
+        return self._runner.run(
+            self._client.create_trigger(
+                workflow,
+                queue,
+                idempotency_key=idempotency_key,
+                input=input,
+                broker=broker,
+                version=version,
+            )
+        )
+
+    def list_triggers(self, workflow: str | None = None) -> list[dict[str, Any]]:
+        return self._runner.run(self._client.list_triggers(workflow))
+
+    def get_trigger(self, trigger_id: str) -> dict[str, Any]:
+        return self._runner.run(self._client.get_trigger(trigger_id))
+
+    def delete_trigger(self, trigger_id: str) -> None:
+        self._runner.run(self._client.delete_trigger(trigger_id))
+
+    def create_event_stream(
+        self,
+        queue: str,
+        events: Sequence[str] = ("*",),
+        *,
+        workflow: str | None = None,
+        broker: str | None = None,
+    ) -> dict[str, Any]:
+        return self._runner.run(
+            self._client.create_event_stream(queue, events, workflow=workflow, broker=broker)
+        )
+
+    def list_event_streams(self) -> list[dict[str, Any]]:
+        return self._runner.run(self._client.list_event_streams())
+
+    def delete_event_stream(self, stream_id: str) -> None:
+        self._runner.run(self._client.delete_event_stream(stream_id))
+
+    def event_stream_deliveries(self, stream_id: str, limit: int = 100) -> list[dict[str, Any]]:
+        return self._runner.run(self._client.event_stream_deliveries(stream_id, limit))
 
     def health(self) -> dict[str, Any]:
         return self._runner.run(self._client.health())

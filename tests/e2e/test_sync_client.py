@@ -47,6 +47,13 @@ def test_the_sync_client_drives_a_real_server(
     assert [e["execution_id"] for e in client.iter_executions(page_size=1)] == [execution_id]
     assert client.health()["status"] in ("healthy", "unknown")
     assert "magicflow_executions_finished_total" in client.metrics()
+    trigger = client.create_trigger("greet", "orders", idempotency_key="message.id")
+    assert client.list_triggers("greet") == [client.get_trigger(trigger["id"])]
+    client.delete_trigger(trigger["id"])
+    stream = client.create_event_stream("flow.events")
+    assert client.list_event_streams() == [stream]
+    assert client.event_stream_deliveries(stream["id"]) == []
+    client.delete_event_stream(stream["id"])
     with pytest.raises(NotFoundError):
         client.get("nope")
     with SyncClient(server[1], api_key="mf_wrong") as stranger, pytest.raises(AuthError):

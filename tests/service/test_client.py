@@ -186,3 +186,35 @@ async def test_events_arrive_live_over_a_real_connection(served: str, keys: dict
         assert (await waiting)["status"] == "completed"
         rest = [event["kind"] async for event in stream]
         assert rest[-1] == "stream.end"
+
+
+async def test_triggers_and_event_streams(client: Client) -> None:
+    await client.register(GREET)
+    trigger = await client.create_trigger(
+        "greet", "orders", idempotency_key="message.id", input="message.who", version="1.0.0"
+    )
+    assert (trigger["queue"], trigger["input"], trigger["version"]) == (
+        "orders",
+        "message.who",
+        "1.0.0",
+    )
+    assert await client.list_triggers() == await client.list_triggers("greet") == [trigger]
+    assert await client.get_trigger(trigger["id"]) == trigger
+    await client.delete_trigger(trigger["id"])
+    with pytest.raises(NotFoundError):
+        await client.get_trigger(trigger["id"])
+    with pytest.raises(WorkflowValidationError):
+        await client.create_trigger("greet", "default", idempotency_key="key")
+    stream = await client.create_event_stream(
+        "flow.events", ["execution.completed"], workflow="greet"
+    )
+    assert (stream["events"], stream["workflow"], stream["broker"]) == (
+        ["execution.completed"],
+        "greet",
+        None,
+    )
+    assert await client.list_event_streams() == [stream]
+    await client.run("greet", {"name": "a"}, timeout=10)
+    assert await client.event_stream_deliveries(stream["id"]) != []  # committed with the end
+    await client.delete_event_stream(stream["id"])
+    assert await client.list_event_streams() == []
