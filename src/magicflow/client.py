@@ -290,6 +290,56 @@ class Client:
         )
         return await self.wait(execution_id, timeout)
 
+    # ------------------------------------------------------------------ webhooks, schedules
+
+    async def create_webhook(
+        self,
+        url: str,
+        events: Sequence[str] = ("*",),
+        *,
+        workflow: str | None = None,
+        secret: str | None = None,
+    ) -> dict[str, Any]:
+        """Subscribe ``url`` to the lifecycle events ``events`` (of ``workflow``, or all);
+        this answer, and no later one, shows the signing ``secret``."""
+        body = {"url": url, "events": list(events)} | _given(workflow=workflow, secret=secret)
+        return await self._json("POST", f"{_API}/webhooks", json=body)
+
+    async def list_webhooks(self) -> list[dict[str, Any]]:
+        return list((await self._json("GET", f"{_API}/webhooks"))["items"])
+
+    async def delete_webhook(self, webhook_id: str) -> None:
+        await self._call("DELETE", f"{_API}/webhooks/{_seg(webhook_id)}")
+
+    async def webhook_deliveries(self, webhook_id: str, limit: int = 100) -> list[dict[str, Any]]:
+        """A webhook's delivery log, newest first."""
+        path = f"{_API}/webhooks/{_seg(webhook_id)}/deliveries"
+        return list((await self._json("GET", path, params={"limit": limit}))["items"])
+
+    async def create_schedule(
+        self,
+        workflow: str,
+        cron: str,
+        input: Any = None,
+        *,
+        version: str | None = None,
+        missed: str = "skip",
+        enabled: bool = True,
+    ) -> dict[str, Any]:
+        """Start an execution of ``workflow`` at each tick of ``cron`` (five fields, UTC)."""
+        body = {"cron": cron, "missed": missed, "enabled": enabled}
+        body |= _given(input=input, version=version)
+        path = f"{_API}/workflows/{_seg(workflow)}/schedules"
+        return await self._json("POST", path, json=body)
+
+    async def list_schedules(self, workflow: str) -> list[dict[str, Any]]:
+        path = f"{_API}/workflows/{_seg(workflow)}/schedules"
+        return list((await self._json("GET", path))["items"])
+
+    async def delete_schedule(self, workflow: str, schedule_id: str) -> None:
+        path = f"{_API}/workflows/{_seg(workflow)}/schedules/{_seg(schedule_id)}"
+        await self._call("DELETE", path)
+
     # ------------------------------------------------------------------ triggers, event streams
 
     async def create_trigger(
@@ -567,6 +617,49 @@ class SyncClient:
                 timeout=timeout,
             )
         )
+
+    def create_webhook(
+        self,
+        url: str,
+        events: Sequence[str] = ("*",),
+        *,
+        workflow: str | None = None,
+        secret: str | None = None,
+    ) -> dict[str, Any]:
+        return self._runner.run(
+            self._client.create_webhook(url, events, workflow=workflow, secret=secret)
+        )
+
+    def list_webhooks(self) -> list[dict[str, Any]]:
+        return self._runner.run(self._client.list_webhooks())
+
+    def delete_webhook(self, webhook_id: str) -> None:
+        self._runner.run(self._client.delete_webhook(webhook_id))
+
+    def webhook_deliveries(self, webhook_id: str, limit: int = 100) -> list[dict[str, Any]]:
+        return self._runner.run(self._client.webhook_deliveries(webhook_id, limit))
+
+    def create_schedule(
+        self,
+        workflow: str,
+        cron: str,
+        input: Any = None,
+        *,
+        version: str | None = None,
+        missed: str = "skip",
+        enabled: bool = True,
+    ) -> dict[str, Any]:
+        return self._runner.run(
+            self._client.create_schedule(
+                workflow, cron, input, version=version, missed=missed, enabled=enabled
+            )
+        )
+
+    def list_schedules(self, workflow: str) -> list[dict[str, Any]]:
+        return self._runner.run(self._client.list_schedules(workflow))
+
+    def delete_schedule(self, workflow: str, schedule_id: str) -> None:
+        self._runner.run(self._client.delete_schedule(workflow, schedule_id))
 
     def create_trigger(
         self,

@@ -54,6 +54,13 @@ def test_the_sync_client_drives_a_real_server(
     assert client.list_event_streams() == [stream]
     assert client.event_stream_deliveries(stream["id"]) == []
     client.delete_event_stream(stream["id"])
+    hook = client.create_webhook("http://127.0.0.1:9/", workflow="greet")
+    assert [h["id"] for h in client.list_webhooks()] == [hook["id"]]
+    assert client.webhook_deliveries(hook["id"]) == []
+    client.delete_webhook(hook["id"])
+    schedule = client.create_schedule("greet", "0 3 * * *", {"name": "n"})
+    assert client.list_schedules("greet") == [schedule]
+    client.delete_schedule("greet", schedule["id"])
     with pytest.raises(NotFoundError):
         client.get("nope")
     with SyncClient(server[1], api_key="mf_wrong") as stranger, pytest.raises(AuthError):

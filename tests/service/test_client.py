@@ -218,3 +218,19 @@ async def test_triggers_and_event_streams(client: Client) -> None:
     assert await client.event_stream_deliveries(stream["id"]) != []  # committed with the end
     await client.delete_event_stream(stream["id"])
     assert await client.list_event_streams() == []
+
+
+async def test_webhooks_and_schedules(client: Client) -> None:
+    await client.register(GREET)
+    hook = await client.create_webhook("http://127.0.0.1:9/", ["step.failed"], secret="s" * 16)
+    assert hook["secret"] == "s" * 16
+    assert [h["id"] for h in await client.list_webhooks()] == [hook["id"]]
+    assert await client.webhook_deliveries(hook["id"]) == []
+    await client.delete_webhook(hook["id"])
+    with pytest.raises(NotFoundError):
+        await client.delete_webhook(hook["id"])
+    schedule = await client.create_schedule("greet", "0 3 * * *", {"name": "n"}, missed="run_once")
+    assert (schedule["input"], schedule["missed"]) == ({"name": "n"}, "run_once")
+    assert await client.list_schedules("greet") == [schedule]
+    await client.delete_schedule("greet", schedule["id"])
+    assert await client.list_schedules("greet") == []
