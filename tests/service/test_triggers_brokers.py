@@ -135,24 +135,13 @@ async def test_lifecycle_events_are_published_once_by_two_instances(
     assert {d.status for d in log} == {"delivered"}
 
 
-@pytest.fixture
-async def kafka(kafka_url: str) -> AsyncIterator[tuple[str, str, Broker]]:
-    queue = f"trig-{uuid.uuid4().hex[:10]}"
-    client = broker_from_url(kafka_url)
-    await client.connect()
-    try:
-        yield kafka_url, queue, client
-    finally:
-        await client.delete_queue(queue)  # type: ignore[attr-defined]
-        await client.close()
-
-
+@pytest.mark.parametrize("target", ["kafka"], indirect=True)
 async def test_a_kafka_trigger_takes_its_idempotency_key_from_the_record_key(
-    engine: Engine, greet: None, kafka: tuple[str, str, Broker]
+    engine: Engine, greet: None, target: tuple[str, str, Broker]
 ) -> None:
     from aiokafka import AIOKafkaProducer
 
-    url, queue, client = kafka
+    url, queue, client = target
     await client.publish(queue, [])  # creates the topic
     producer = AIOKafkaProducer(bootstrap_servers=url.removeprefix("kafka://").split("?")[0])
     await producer.start()
