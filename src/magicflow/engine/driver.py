@@ -116,6 +116,7 @@ class Driver:
         self._helpers: list[asyncio.Task[None]] = []
         self.ownership = ownership
         self.timer_poll, self.outbox_sweep = timer_poll, outbox_sweep
+        self._unsure = False  # a commit failed: it may have been applied all the same
         self._consumers: dict[int, asyncio.Task[None]] = {}  # partition -> results consumer
         self._fired: dict[TimerId, float] = {}  # timers fired lately, with their due time
         if ownership is not None:
@@ -134,6 +135,9 @@ class Driver:
         await self._tg.__aenter__()
         self._loop_task = self._tg.create_task(self._run(), name="magicflow-driver")
         self._helpers = [self._tg.create_task(self._relay.run(), name="magicflow-relay")]
+        if not self._recover:
+            sweep = self._tg.create_task(self._sweep_outbox(), name="magicflow-outbox")
+            self._helpers.append(sweep)
         if self.ownership is None:
             self._helpers.append(self._consume(RESULTS_QUEUE))
         else:
@@ -143,7 +147,6 @@ class Driver:
             self._helpers += [
                 self._tg.create_task(self.ownership.run(), name="magicflow-leases"),
                 self._tg.create_task(self._poll_timers(), name="magicflow-timers"),
-                self._tg.create_task(self._sweep_outbox(), name="magicflow-outbox"),
             ]
         return self
 
@@ -412,6 +415,7 @@ class Driver:
         except Exception:
             self._inflight = None
             logger.exception("committing a batch failed; deciding it again")
+            self._unsure = True  # the store may have applied it before the connection broke
             self._done_outbox.extend(done)
             self._redo(batch, following, set(batch.txns), conflicted=False)
             await asyncio.sleep(RETRY_DELAY)
@@ -568,12 +572,20 @@ class Driver:
             await asyncio.sleep(self.timer_poll)
 
     async def _sweep_outbox(self) -> None:
-        """Publish outbox rows still there one sweep after we first saw them: their writer
-        died between commit and publish (at least once: a duplicate task is harmless)."""
+        """Publish outbox rows still there one sweep after we first saw them (at least once:
+        a duplicate task is harmless). Their writer died between commit and publish, or a
+        commit reported as failed had been applied (the store's server went away before it
+        answered): its rows, and its timers, which are read again then, are nobody's."""
         seen: set[int] = set()
         while True:
             await asyncio.sleep(self.outbox_sweep)
             try:
+                if self._unsure and self.ownership is None:  # else timers are polled anyway
+                    for timer in await self.store.all_timers():
+                        if self._timers.due_of(timer.execution_id, timer.key) != timer.due:
+                            self._timers.set(timer.execution_id, timer.key, timer.due)
+                    self._unsure = False
+                    self._wake()
                 pending = await self.store.pending_outbox(1000)
             except Exception:
                 logger.warning("reading the outbox failed; retrying", exc_info=True)
@@ -582,7 +594,7 @@ class Driver:
             stale = [m for m in pending if m.id in seen and m.id not in done]
             seen = {m.id for m in pending}
             if stale:
-                logger.info("re-publishing %d task(s) another instance left", len(stale))
+                logger.info("re-publishing %d task(s) left in the outbox", len(stale))
                 self._done_outbox.extend(await self._relay.publish(stale))
                 self._wake()
 
