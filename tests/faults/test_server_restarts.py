@@ -15,7 +15,7 @@ import time
 import pytest
 
 from .checker import Report, check
-from .conftest import MakeCluster, Pair, Servers
+from .conftest import PAIRS, MakeCluster, Pair, Servers
 from .harness import count_lines
 from .workflows import completes, order_attempts, order_inputs, orders
 
@@ -25,7 +25,13 @@ COUNT = 150
 DOWN = 2.0  # seconds each server stays down
 
 
+# Over Kafka this run passes but takes about a minute (the group rebalances after the restart);
+# tests/faults/test_kafka_faults.py restarts that server on its own.
+RESTART_PAIRS = [pair for pair in PAIRS if pair.broker != "kafka"]
+
+
 @pytest.mark.timeout(300)
+@pytest.mark.parametrize("pair", RESTART_PAIRS, ids=str)
 async def test_kill_and_restart_the_servers_mid_run(
     pair: Pair, make_cluster: MakeCluster, servers: Servers
 ) -> None:
@@ -40,11 +46,13 @@ async def test_kill_and_restart_the_servers_mid_run(
     starting = asyncio.create_task(cluster.start_executions(service, "orders", inputs))
     await cluster.wait_for_ledger(60)
     downtime = {}
-    for kind in dict.fromkeys([pair.store, pair.broker]):  # Redis+Redis: one server
-        progress = count_lines(cluster.ledger)
+    kinds = list(dict.fromkeys([pair.store, pair.broker]))  # Redis+Redis: one server
+    for index, kind in enumerate(kinds):
+        assert count_lines(cluster.ledger) < COUNT * 3, "all done before the fault: proves little"
         cluster.fault(f"{kind} kill -9")
         downtime[kind] = round(await asyncio.to_thread(servers[kind].restart, DOWN), 1)
-        await cluster.wait_for_ledger(progress + 30, within=120)  # work goes on
+        if index < len(kinds) - 1:  # the work goes on before the next server goes down
+            await cluster.wait_for_ledger(count_lines(cluster.ledger) + 10, within=120)
     started = await starting
     done = await cluster.wait_until_done(COUNT, within=150)
     cluster.shutdown()
