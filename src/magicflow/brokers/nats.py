@@ -399,6 +399,18 @@ class NatsBroker:
 
     # ------------------------------------------------------------------ operators and tests
 
+    async def stop_receiving(self, queue: str) -> None:
+        """Stop pulling ``queue``: unsubscribe its inbox and nak the messages that answered
+        pulls nobody waits for any more (a cancelled receive leaves them behind), so that
+        JetStream delivers them again at once to the queue's other consumers."""
+        puller = self._pullers.pop(queue, None)
+        if puller is None:
+            return
+        async with _errors():
+            await puller.stop()
+            for msg in puller._stale(puller.replies.qsize()):
+                await msg.nak()
+
     async def delete_queue(self, queue: str) -> None:
         """Remove the queue's consumer, its messages and its dead letters."""
         puller = self._pullers.pop(queue, None)
