@@ -10,6 +10,9 @@ Semantics every backend keeps (the conformance suite checks them against the rea
 - ``extend`` pushes the visibility timeout of messages still being worked on (heartbeats).
 - ``nack(requeue=True)`` makes messages visible again (after ``delay`` seconds, when given);
   ``dead_letter`` moves them to the queue's dead-letter queue with the reason.
+- Optional: ``stop_receiving(queue)`` (RabbitMQ, NATS) gives back what was delivered to this
+  process ahead of a ``receive`` that will not come (a service instance that gave up a
+  partition calls it for that partition's results queue).
 - Queue names are plain words (``default``, ``email``, ``magicflow.results``); a backend maps
   them to its own naming (a stream, a durable queue, a subject, a topic).
 """
