@@ -1,6 +1,6 @@
 """Micro-benchmark of the workflow language: ms to validate + compile, ms to resolve a graph.
 
-Run: ``python bench/bench_dsl.py`` (a few seconds). Targets from the issue, on the project's
+Run: ``python bench/bench_dsl.py`` (a few seconds). Targets, on the project's
 2-core machine: a 1,000-step workflow validated and compiled (YAML text to plan, cache off)
 in under 200 ms; a 100-node dependency graph resolved (order, dependents, cycle check,
 ancestor queries) in under 50 ms. Best and median of several runs are printed, since the

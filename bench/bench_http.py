@@ -6,7 +6,7 @@ executor with a trivial function, an admin key made by ``magic-flow keys create`
 a one-step workflow, then runs the clients for a bounded time: each starts an execution
 (``POST /api/v1/workflows/{name}/executions``) and reads it back (``GET
 /api/v1/executions/{id}``), again and again. It prints p50/p99 per endpoint, requests per
-second and the machine's load, then stops the server (SIGTERM). Targets from the issue: p99
+second and the machine's load, then stops the server (SIGTERM). Targets: p99
 under 100 ms for start-execution and under 50 ms for get-execution.
 
 The load generator runs on the same machine (in ``--processes`` processes, each an event loop

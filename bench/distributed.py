@@ -56,7 +56,7 @@ PAIRS = {
     "PG+NATS": ("postgresql", "nats"),
     "PG+Kafka": ("postgresql", "kafka"),
 }
-# (workload, measure) -> the seed's target, shown in the last column
+# (workload, measure) -> its target, shown in the last column
 TARGETS = {
     ("store", "commit 1 transition, median"): "< 2 ms Redis, < 10 ms PostgreSQL",
     ("broker", "deliver 1 message, median"): "< 5 ms",
@@ -270,7 +270,7 @@ async def _bounded(pair: Pair, **counts: int) -> Results:
 
 
 def table(measured: dict[str, Results]) -> str:
-    """One row per measure, one column per pair, then the seed's target."""
+    """One row per measure, one column per pair, then the target."""
     titles = list(measured)
     rows: dict[tuple[str, str], dict[str, str]] = {}
     units: dict[tuple[str, str], str] = {}
@@ -280,7 +280,7 @@ def table(measured: dict[str, Results]) -> str:
             rows.setdefault(key, {})[title] = f"{row.value:,.1f}"
             units[key] = row.unit
     lines = [
-        "| workload | measure | unit | " + " | ".join(titles) + " | seed target |",
+        "| workload | measure | unit | " + " | ".join(titles) + " | target |",
         "|---|---|---|" + "---:|" * len(titles) + "---|",
     ]
     for key, values in rows.items():

@@ -42,5 +42,5 @@ async def test_every_pair_runs_and_cleans_up() -> None:
         assert values[("W2", "steps per executor")] > 0, title
         assert 0 < values[("broker", "deliver 1 message, median")] < 5000, title
     printed = table(measured)
-    assert printed.splitlines()[0].endswith(" | ".join(PAIRS) + " | seed target |")
+    assert printed.splitlines()[0].endswith(" | ".join(PAIRS) + " | target |")
     assert all(target in printed for target in TARGETS.values())
