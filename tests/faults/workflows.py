@@ -17,11 +17,11 @@ defaults:
 steps:
   - id: reserve
     function: work
-    input: {{ms: "${{input.ms}}"}}{step_extra}
+    input: {{ms: "${{input.ms}}"}}{step_extra}{retry}
   - id: charge
     function: work
     depends_on: [reserve]
-    input: {{ms: "${{input.ms}}"}}{step_extra}
+    input: {{ms: "${{input.ms}}"}}{step_extra}{retry}
   - id: finish
     function: flaky
     depends_on: [charge]
@@ -35,12 +35,15 @@ steps:
 
 
 def orders(queue: str, *, step_timeout: str | None = None) -> str:
-    """``step_timeout``: every step times out after it and is retried (up to 5 attempts)."""
-    extra = ""
+    """``step_timeout``: every step times out after it and is retried (up to 5 attempts: a
+    stopped RabbitMQ consumer is still pushed tasks up to its prefetch, so a retry can land on
+    it too while it is stopped)."""
+    extra = retry = ""
     if step_timeout is not None:
         extra = f"\n    timeout: {step_timeout}\n    timeout_action: retry"
+        retry = "\n    retry_config: {max_attempts: 5, initial_interval: 200ms, jitter: false}"
     max_attempts = 2 if step_timeout is None else 5
-    return ORDERS.format(queue=queue, step_extra=extra, max_attempts=max_attempts)
+    return ORDERS.format(queue=queue, step_extra=extra, retry=retry, max_attempts=max_attempts)
 
 
 def order_inputs(count: int, ms: int = 20, prefix: str = "order") -> dict[str, dict[str, Any]]:
