@@ -28,6 +28,7 @@ import msgspec
 from croniter import croniter
 
 from magicflow.errors import MagicFlowError
+from magicflow.service.background import cancel_and_wait
 from magicflow.stores.base import ScheduleRecord
 
 if TYPE_CHECKING:
@@ -106,10 +107,7 @@ class Scheduler:
         tb: TracebackType | None,
     ) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
 
     def wake(self) -> None:
         """Look at the schedules now (one was added or changed)."""

@@ -30,6 +30,7 @@ import msgspec
 
 from magicflow.brokers import Broker, Delivery
 from magicflow.errors import ConflictError, MagicFlowError, StoreError, WorkflowValidationError
+from magicflow.service.background import cancel_and_wait
 from magicflow.service.broker_pool import BrokerPool, redact
 from magicflow.stores.base import TriggerRecord
 
@@ -119,10 +120,7 @@ class Triggers:
         tb: TracebackType | None,
     ) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
         async with self._lock:
             await self._stop(list(self._consumers))
 
