@@ -517,11 +517,18 @@ class KafkaBroker:
         return f"magicflow.dead.{_UNSAFE.sub('_', queue)}"
 
     async def _ensure_topics(self, queue: str) -> None:
+        """Create the queue's topics unless they exist. CreateTopics is sent only for a topic
+        the server does not list: on Tansu, creating a topic that exists while another client
+        writes to it can lose the record being written."""
         topic = self.topic(queue)
         if topic in self._topics:
             return
+        admin = self.admin_client()
+        if {topic, self.dead_topic(queue)} <= set(await admin.list_topics()):
+            self._topics.add(topic)
+            return
         settings = self.settings
-        response = await self.admin_client().create_topics(
+        response = await admin.create_topics(
             [
                 NewTopic(topic, settings.partitions, settings.replication_factor),
                 NewTopic(self.dead_topic(queue), 1, settings.replication_factor),
