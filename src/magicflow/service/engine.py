@@ -282,9 +282,10 @@ class Engine:
                         state = await self._load(execution_id)
                         if state.status.is_terminal:
                             return await self._document(state)
-                    # the state is cached here, or another instance decides the execution
-                    # (``driver.owns``), or this one may lose it: look again now and then
-                    await asyncio.wait([watch], timeout=_POLL)
+                    # alone, this engine sees the end; among several instances another may
+                    # decide the execution, or this one may lose it: look again now and then
+                    alone = self.driver.ownership is None
+                    await asyncio.wait([watch], timeout=None if alone else _POLL)
                     if watch.done():
                         return await self._document(_decode_state(watch.result()))
         finally:
